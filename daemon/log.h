@@ -1,0 +1,18 @@
+/* log: the one logging API. Lines go to stderr; under systemd (JOURNAL_STREAM set) each
+ * line starts with a "<N>" syslog priority so journald files it at the right level. */
+#ifndef KPI_LOG_H
+#define KPI_LOG_H
+
+enum log_level { LOG_LEVEL_ERROR = 3, LOG_LEVEL_WARN = 4, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+
+void log_init(const char *progname);
+void log_set_level(enum log_level level);
+/* Returns 0 and sets *level for "error", "warn", "info", "debug"; -1 otherwise. */
+int log_level_parse(const char *name, enum log_level *level);
+
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,508 @@
+#include "loop.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agg.h"
+#include "batch.h"
+#include "event.h"
+#include "log.h"
+#include "period.h"
+#include "sink.h"
+#include "source.h"
+
+#define MAX_COMMIT_ATTEMPTS 50
+#define MAX_BATCH_BYTES (64u << 20)
+#define DLQ_ACK_WAIT_MS 10000
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 30000
+#define STATS_EVERY_MS 60000
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+void loop_request_stop(void) { stop_requested = 1; }
+void loop_request_reload(void) { reload_requested = 1; }
+
+/* What the hot path derives from the configuration: zones opened once, validation rules.
+ * Rebuilt whole on reload. */
+struct runtime {
+    config_t *cfg;
+    period_zone_t **team_zones; /* parallel to cfg->teams */
+    period_zone_t *default_zone;  /* managers of "unassigned" and teams without a zone */
+    period_zone_t *org_zone;      /* the organisation; a separate handle keeps caches apart */
+    const char **stage_names;
+    event_rules_t rules;
+};
+
+struct stats {
+    uint64_t consumed, applied, invalid, duplicate, flushes, conflicts;
+};
+
+struct loop {
+    struct runtime rt;
+    char *config_path;
+    event_parser_t *parser;
+    source_t *src;
+    sink_t *sink;
+    agg_t *agg;
+    batch_t *batch;
+    int64_t batch_first_ms;
+    bool stalled;
+    int64_t stalled_since_ms, retry_at_ms;
+    int backoff_ms;
+    int64_t next_cron_ms, next_stats_ms;
+    struct stats total, at_last_stats;
+    bool claims_pending;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void runtime_release(struct runtime *rt)
+{
+    if (rt->cfg && rt->team_zones)
+        for (size_t i = 0; i < rt->cfg->n_teams; i++)
+            period_zone_free(rt->team_zones[i]);
+    free(rt->team_zones);
+    period_zone_free(rt->default_zone);
+    period_zone_free(rt->org_zone);
+    free(rt->stage_names);
+    config_free(rt->cfg);
+    memset(rt, 0, sizeof *rt);
+}
+
+/* Takes ownership of cfg, also on failure. */
+static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t errlen)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = cfg;
+    rt->team_zones = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *rt->team_zones);
+    rt->stage_names = calloc(cfg->n_stages ? cfg->n_stages : 1, sizeof *rt->stage_names);
+    if (!rt->team_zones || !rt->stage_names) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!(rt->default_zone = period_zone_open(cfg->time_zone, err, errlen)) ||
+        !(rt->org_zone = period_zone_open(cfg->time_zone, err, errlen)))
+        goto fail;
+    for (size_t i = 0; i < cfg->n_teams; i++) {
+        const char *zone = cfg->teams[i].time_zone ? cfg->teams[i].time_zone : cfg->time_zone;
+        if (!(rt->team_zones[i] = period_zone_open(zone, err, errlen)))
+            goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_stages; i++)
+        rt->stage_names[i] = cfg->stages[i].name;
+    rt->rules = (event_rules_t){
+        .stages = rt->stage_names,
+        .n_stages = cfg->n_stages,
+        .internal_domains = (const char *const *)cfg->internal_domains,
+        .n_internal_domains = cfg->n_internal_domains,
+        .phone_prefixes = (const char *const *)cfg->internal_phone_prefixes,
+        .n_phone_prefixes = cfg->n_internal_phone_prefixes,
+        .future_skew_ms = cfg->future_skew_s * 1000,
+        .max_message_bytes = cfg->max_message_bytes,
+    };
+    return 0;
+fail:
+    runtime_release(rt);
+    return -1;
+}
+
+/* --- partition ownership, called by the source during rebalances --- */
+
+static int loop_claim(void *ctx, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
+                      int64_t *offsets)
+{
+    loop_t *l = ctx;
+    char err[512] = "";
+    if (sink_claim(l->sink, topic, partitions, n, tokens, offsets, err, sizeof err) != 0) {
+        log_warn("%s; partitions stay paused until it answers", err);
+        l->claims_pending = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int loop_flush(loop_t *l, int64_t now);
+
+static void loop_revoke(void *ctx, const struct source_partition *parts, size_t n, bool lost)
+{
+    loop_t *l = ctx;
+    if (!lost && batch_message_count(l->batch) > 0 && loop_flush(l, wall_ms()) != 0)
+        log_warn("could not flush before giving up %zu partition(s); their unflushed messages "
+                 "will be consumed again by the next owner",
+                 n);
+    /* Whatever is left of them was never written: the next owner re-reads it. */
+    for (size_t i = 0; i < n; i++)
+        batch_drop_partition(l->batch, parts[i].topic, parts[i].partition);
+}
+
+static const struct source_owner_ops owner_ops = {loop_claim, loop_revoke};
+
+static int64_t loop_token(void *ctx, int topic, int32_t partition)
+{
+    return source_token(((loop_t *)ctx)->src, topic, partition);
+}
+
+static const char *loop_counter_name(size_t index, void *ctx)
+{
+    (void)ctx;
+    return agg_counter_name((enum counter)index);
+}
+
+/* --- the data path --- */
+
+static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
+{
+    char reason[256];
+    if (batch_message_count(l->batch) == 0)
+        l->batch_first_ms = now;
+    l->total.consumed++;
+    batch_event_t *rec = batch_add_event(l->batch, msg->topic, msg->partition, msg->offset);
+    if (!rec) {
+        log_error("out of memory holding a batch; stopping so systemd restarts kpid");
+        stop_requested = 1;
+        return;
+    }
+    int valid = msg->value
+                    ? event_parse(l->parser, &l->rt.rules, msg->value, msg->value_len, now,
+                                  &rec->event, reason, sizeof reason)
+                    : (snprintf(reason, sizeof reason, "message: empty (no value)"), -1);
+    if (valid == 0)
+        return;
+    batch_unadd_event(l->batch);
+    batch_invalid_t *inv =
+        batch_add_invalid(l->batch, msg->topic, msg->partition, msg->offset, msg->key,
+                          msg->key_len, msg->value, msg->value_len, reason);
+    if (!inv) {
+        log_error("out of memory holding a batch; stopping so systemd restarts kpid");
+        stop_requested = 1;
+        return;
+    }
+    log_debug("invalid message %s [%d] @%lld: %s", source_topic_name(l->src, msg->topic),
+              (int)msg->partition, (long long)msg->offset, reason);
+    char err[256];
+    if (source_dlq_send(l->src, inv, err, sizeof err) != 0)
+        log_warn("%s; will retry before the next flush", err);
+}
+
+static period_zone_t *zone_of_team(struct runtime *rt, const char *team)
+{
+    const struct config_team *t = config_team_find(rt->cfg, team);
+    return t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone;
+}
+
+static int loop_aggregate(loop_t *l)
+{
+    int64_t deltas[COUNTER_ACTIVITY_COUNT];
+    struct runtime *rt = &l->rt;
+    agg_reset(l->agg);
+    for (size_t i = 0; i < batch_event_count(l->batch); i++) {
+        batch_event_t *rec = batch_event_at(l->batch, i);
+        if (rec->duplicate)
+            continue;
+        const event_t *ev = &rec->event;
+        agg_event_deltas(ev, rt->cfg->touch_min_call_s, deltas);
+        bool any = false;
+        for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++)
+            any |= deltas[c] != 0;
+        if (!any)
+            continue;
+        const struct config_manager *m = config_manager_find(rt->cfg, ev->manager_id);
+        const char *team = m ? m->team : CONFIG_UNASSIGNED_TEAM;
+        const period_set_t *mine = period_of(zone_of_team(rt, team), ev->ts_ms);
+        const period_set_t *org = period_of(rt->org_zone, ev->ts_ms);
+        if (agg_add(l->agg, SCOPE_MANAGER, ev->manager_id, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
+            agg_add(l->agg, SCOPE_TEAM, team, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
+            agg_add(l->agg, SCOPE_ORG, "", org, deltas, COUNTER_ACTIVITY_COUNT))
+            return -1;
+    }
+    return 0;
+}
+
+/* Every DLQ copy of the batch must be acknowledged before the offsets covering the
+ * invalid messages are stored. */
+static int loop_wait_dlq(loop_t *l)
+{
+    int64_t deadline = wall_ms() + DLQ_ACK_WAIT_MS;
+    for (;;) {
+        bool all_acked = true;
+        for (size_t i = 0; i < batch_invalid_count(l->batch); i++) {
+            batch_invalid_t *rec = batch_invalid_at(l->batch, i);
+            if (rec->dlq == DLQ_UNSENT || rec->dlq == DLQ_FAILED) {
+                char err[256];
+                if (source_dlq_send(l->src, rec, err, sizeof err) != 0)
+                    log_warn("%s", err);
+            }
+            all_acked &= rec->dlq == DLQ_ACKED;
+        }
+        if (all_acked)
+            return 0;
+        if (wall_ms() > deadline) {
+            log_warn("kafka dead-letter topic %s: copies of invalid messages not acknowledged "
+                     "within %d s; holding the batch",
+                     l->rt.cfg->kafka_dlq_topic, DLQ_ACK_WAIT_MS / 1000);
+            return -1;
+        }
+        source_dlq_poll(l->src, l->batch, 20);
+    }
+}
+
+static int loop_flush(loop_t *l, int64_t now)
+{
+    char err[1024] = "";
+    if (batch_message_count(l->batch) == 0)
+        return 0;
+    if (loop_wait_dlq(l) != 0)
+        return -1;
+    for (int attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+        struct sink_fenced fenced[256];
+        size_t n_fenced = 0;
+        if (sink_begin(l->sink, l->batch, loop_token, l, now, fenced, 256, &n_fenced, err,
+                       sizeof err) != 0)
+            goto failed;
+        for (size_t i = 0; i < n_fenced; i++) {
+            batch_drop_partition(l->batch, fenced[i].topic, fenced[i].partition);
+            source_disown(l->src, fenced[i].topic, fenced[i].partition);
+        }
+        if (batch_message_count(l->batch) == 0) {
+            sink_abort(l->sink);
+            return 0;
+        }
+        if (loop_aggregate(l) != 0) {
+            sink_abort(l->sink);
+            snprintf(err, sizeof err, "out of memory aggregating a batch");
+            goto failed;
+        }
+        struct sink_totals t;
+        switch (sink_commit(l->sink, l->batch, l->agg, loop_counter_name, NULL, now, &t, err,
+                            sizeof err)) {
+        case SINK_COMMITTED:
+            l->total.applied += t.applied;
+            l->total.invalid += t.invalid;
+            l->total.duplicate += t.duplicate;
+            l->total.flushes++;
+            source_commit_copy(l->src, l->batch);
+            batch_clear(l->batch);
+            return 0;
+        case SINK_CONFLICT:
+            /* Another kpid flushed in between: read again and redo the batch. */
+            l->total.conflicts++;
+            now = wall_ms();
+            continue;
+        case SINK_FAILED:
+            goto failed;
+        }
+    }
+    snprintf(err, sizeof err, "redis %s: %d flush attempts in a row conflicted with other writers",
+             sink_address(l->sink), MAX_COMMIT_ATTEMPTS);
+failed:
+    log_warn("%s", err);
+    return -1;
+}
+
+static void loop_try_flush(loop_t *l, int64_t now)
+{
+    if (loop_flush(l, now) == 0) {
+        if (l->stalled) {
+            log_info("redis %s: flushed again after %.1f s; consumption resumed",
+                     sink_address(l->sink), (double)(wall_ms() - l->stalled_since_ms) / 1000.0);
+            l->stalled = false;
+            l->backoff_ms = 0;
+            source_resume_all(l->src);
+        }
+        return;
+    }
+    if (!l->stalled) {
+        l->stalled = true;
+        l->stalled_since_ms = now;
+        source_pause_all(l->src);
+    }
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (l->backoff_ms > BACKOFF_MAX_MS)
+        l->backoff_ms = BACKOFF_MAX_MS;
+    l->retry_at_ms = wall_ms() + l->backoff_ms;
+    log_warn("flush failed: consumption paused, %zu messages held; retrying in %.1f s "
+             "(check that redis %s is up and accepts writes)",
+             batch_message_count(l->batch), l->backoff_ms / 1000.0, sink_address(l->sink));
+}
+
+static void loop_reload(loop_t *l)
+{
+    static char err[16384];
+    config_t *cfg = NULL;
+    if (config_load_file(l->config_path, &cfg, err, sizeof err) != 0) {
+        log_error("reload of %s rejected, the running configuration stays in force:\n%s",
+                  l->config_path, err);
+        return;
+    }
+    const config_t *old = l->rt.cfg;
+    if (strcmp(old->kafka_brokers, cfg->kafka_brokers) || strcmp(old->kafka_group, cfg->kafka_group) ||
+        strcmp(old->redis_host, cfg->redis_host) || old->redis_port != cfg->redis_port ||
+        old->redis_db != cfg->redis_db || strcmp(old->redis_prefix, cfg->redis_prefix) ||
+        old->n_kafka_topics != cfg->n_kafka_topics)
+        log_warn("reload: kafka brokers/group/topics and redis address/db/prefix cannot change "
+                 "live; restart kpid to apply them");
+    /* Counted so far under the old rules: flush before switching. */
+    if (!l->stalled)
+        loop_flush(l, wall_ms());
+    struct runtime rt;
+    if (runtime_build(&rt, cfg, err, sizeof err) != 0) {
+        log_error("reload of %s rejected: %s", l->config_path, err);
+        return;
+    }
+    runtime_release(&l->rt);
+    l->rt = rt;
+    enum log_level level;
+    if (log_level_parse(l->rt.cfg->log_level, &level) == 0)
+        log_set_level(level);
+    log_info("reloaded %s: %zu teams, %zu managers", l->config_path, l->rt.cfg->n_teams,
+             l->rt.cfg->n_managers);
+}
+
+static void loop_cron(loop_t *l, int64_t now)
+{
+    l->next_cron_ms = now + 1000;
+    if (l->claims_pending) {
+        l->claims_pending = false;
+        if (source_retry_claims(l->src) != 0)
+            l->claims_pending = true;
+    }
+    if (now >= l->next_stats_ms) {
+        struct stats d = l->total, p = l->at_last_stats;
+        double secs = (STATS_EVERY_MS + (now - l->next_stats_ms)) / 1000.0;
+        if (d.consumed != p.consumed || l->stalled)
+            log_info("last %.0f s: %llu messages (%.0f/s): %llu applied, %llu invalid, "
+                     "%llu duplicate; %llu flushes; %zu partitions owned%s",
+                     secs, (unsigned long long)(d.consumed - p.consumed),
+                     (double)(d.consumed - p.consumed) / secs,
+                     (unsigned long long)(d.applied - p.applied),
+                     (unsigned long long)(d.invalid - p.invalid),
+                     (unsigned long long)(d.duplicate - p.duplicate),
+                     (unsigned long long)(d.flushes - p.flushes), source_owned_count(l->src),
+                     l->stalled ? "; PAUSED: redis not accepting writes" : "");
+        l->at_last_stats = l->total;
+        l->next_stats_ms = now + STATS_EVERY_MS;
+    }
+}
+
+loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errlen)
+{
+    loop_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        config_free(cfg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (runtime_build(&l->rt, cfg, err, errlen) != 0) {
+        free(l);
+        return NULL;
+    }
+    cfg = l->rt.cfg;
+    l->config_path = strdup(config_path);
+    l->parser = event_parser_new();
+    l->agg = agg_new(COUNTER_ACTIVITY_COUNT);
+    l->batch = batch_new();
+    struct sink_params sp = {
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .db = cfg->redis_db,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
+        .timeout_ms = cfg->redis_timeout_ms,
+        .prefix = cfg->redis_prefix,
+        .group = cfg->kafka_group,
+        .topics = (const char *const *)cfg->kafka_topics,
+        .n_topics = cfg->n_kafka_topics,
+        .dedup_window_ms = cfg->dedup_window_s * 1000,
+        .retention_day_s = cfg->retention_day_s,
+        .retention_week_s = cfg->retention_week_s,
+    };
+    l->sink = sink_new(&sp);
+    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->sink) {
+        snprintf(err, errlen, "out of memory");
+        loop_free(l);
+        return NULL;
+    }
+    char rerr[512];
+    if (sink_connect(l->sink, rerr, sizeof rerr) != 0)
+        log_warn("%s; will keep retrying (is redis-server running and reachable?)", rerr);
+    l->src = source_new(cfg, &owner_ops, l, err, errlen);
+    if (!l->src) {
+        loop_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void loop_free(loop_t *l)
+{
+    if (!l)
+        return;
+    source_close(l->src); /* may flush through loop_revoke: everything else still alive */
+    sink_free(l->sink);
+    batch_free(l->batch);
+    agg_free(l->agg);
+    event_parser_free(l->parser);
+    runtime_release(&l->rt);
+    free(l->config_path);
+    free(l);
+}
+
+int loop_run(loop_t *l)
+{
+    const config_t *cfg = l->rt.cfg;
+    log_info("kpid %s: consuming %zu topic(s) from %s as group %s into redis %s prefix %s",
+             KPID_VERSION, cfg->n_kafka_topics, cfg->kafka_brokers, cfg->kafka_group,
+             sink_address(l->sink), cfg->redis_prefix);
+    l->next_stats_ms = wall_ms() + STATS_EVERY_MS;
+    while (!stop_requested) {
+        int64_t now = wall_ms();
+        if (reload_requested) {
+            reload_requested = 0;
+            loop_reload(l);
+        }
+        if (now >= l->next_cron_ms)
+            loop_cron(l, now);
+        int64_t wait = 100;
+        if (l->stalled)
+            wait = l->retry_at_ms - now;
+        else if (batch_message_count(l->batch))
+            wait = l->batch_first_ms + l->rt.cfg->batch_max_ms - now;
+        wait = wait < 0 ? 0 : wait > 100 ? 100 : wait;
+        source_message_t msg;
+        /* Messages still arriving while paused were fetched before the pause: keep them,
+         * dropping one would skip it for good (the consumer position is past it). */
+        if (source_poll(l->src, (int)wait, &msg) == 1) {
+            loop_take(l, &msg, now);
+            source_message_done(l->src, &msg);
+        }
+        now = wall_ms();
+        size_t held = batch_message_count(l->batch);
+        if (l->stalled) {
+            if (now >= l->retry_at_ms)
+                loop_try_flush(l, now);
+        } else if (held && (held >= (size_t)l->rt.cfg->batch_max_events ||
+                            batch_bytes(l->batch) >= MAX_BATCH_BYTES ||
+                            now - l->batch_first_ms >= l->rt.cfg->batch_max_ms)) {
+            loop_try_flush(l, now);
+        }
+    }
+    log_info("stopping: flushing %zu held messages", batch_message_count(l->batch));
+    for (int attempt = 0; attempt < 3 && batch_message_count(l->batch); attempt++)
+        if (loop_flush(l, wall_ms()) != 0)
+            nanosleep(&(struct timespec){1, 0}, NULL);
+    if (batch_message_count(l->batch))
+        log_warn("%zu messages not flushed; their offsets were not stored, so they will be "
+                 "consumed again at the next start",
+                 batch_message_count(l->batch));
+    return 0;
+}

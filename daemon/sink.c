@@ -1,0 +1,647 @@
+#include "sink.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dedup.h"
+#include "keys.h"
+#include "log.h"
+
+struct sink {
+    char *host, *user, *password, *prefix, *group;
+    int port, db, timeout_ms;
+    char **topics;
+    size_t n_topics;
+    int64_t dedup_window_ms, retention_day_s, retention_week_s;
+
+    redisContext *redis; /* NULL while disconnected */
+    char address[300];
+    uint64_t commands;
+    bool watching;
+    int64_t last_event_ts; /* read under WATCH in sink_begin */
+
+    char key_meta[KEYS_MAX], key_dedup[KEYS_MAX], key_managers[KEYS_MAX], key_updates[KEYS_MAX];
+    char (*key_offsets)[KEYS_MAX]; /* per topic */
+    char (*key_fence)[KEYS_MAX];
+
+    /* Scratch reused by every flush: argument vectors and in-batch sets. */
+    const char **argv;
+    size_t *argvlen;
+    size_t argv_cap;
+    dedup_t *seen, *managers;
+    char *json;
+    size_t json_cap;
+    char (*part_ids)[12]; /* partition numbers as strings, by batch partition index */
+    size_t part_ids_cap;
+};
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+sink_t *sink_new(const struct sink_params *p)
+{
+    sink_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->host = strdup(p->host);
+    s->user = dup_or_null(p->user);
+    s->password = dup_or_null(p->password);
+    s->prefix = strdup(p->prefix);
+    s->group = strdup(p->group);
+    s->port = p->port;
+    s->db = p->db;
+    s->timeout_ms = p->timeout_ms;
+    s->dedup_window_ms = p->dedup_window_ms;
+    s->retention_day_s = p->retention_day_s;
+    s->retention_week_s = p->retention_week_s;
+    s->n_topics = p->n_topics;
+    s->topics = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->topics);
+    s->key_offsets = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->key_offsets);
+    s->key_fence = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->key_fence);
+    s->seen = dedup_new();
+    s->managers = dedup_new();
+    if (!s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
+        !s->seen || !s->managers || (p->user && !s->user) || (p->password && !s->password)) {
+        sink_free(s);
+        return NULL;
+    }
+    int bad = keys_global(s->key_meta, KEYS_MAX, s->prefix, "meta") < 0 ||
+              keys_global(s->key_dedup, KEYS_MAX, s->prefix, "dedup") < 0 ||
+              keys_global(s->key_managers, KEYS_MAX, s->prefix, "managers") < 0 ||
+              keys_global(s->key_updates, KEYS_MAX, s->prefix, "updates") < 0;
+    for (size_t i = 0; i < p->n_topics; i++) {
+        s->topics[i] = strdup(p->topics[i]);
+        bad |= !s->topics[i] ||
+               keys_offsets(s->key_offsets[i], KEYS_MAX, s->prefix, s->group, p->topics[i]) < 0 ||
+               keys_fence(s->key_fence[i], KEYS_MAX, s->prefix, s->group, p->topics[i]) < 0;
+    }
+    snprintf(s->address, sizeof s->address, "%s:%d", s->host, s->port);
+    if (bad) {
+        sink_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void sink_disconnect(sink_t *s)
+{
+    if (s->redis)
+        redisFree(s->redis);
+    s->redis = NULL;
+    s->watching = false;
+}
+
+void sink_free(sink_t *s)
+{
+    if (!s)
+        return;
+    sink_disconnect(s);
+    for (size_t i = 0; s->topics && i < s->n_topics; i++)
+        free(s->topics[i]);
+    free(s->topics);
+    free(s->key_offsets);
+    free(s->key_fence);
+    free(s->host);
+    free(s->user);
+    free(s->password);
+    free(s->prefix);
+    free(s->group);
+    free(s->argv);
+    free(s->argvlen);
+    dedup_free(s->seen);
+    dedup_free(s->managers);
+    free(s->json);
+    free(s->part_ids);
+    free(s);
+}
+
+bool sink_connected(const sink_t *s) { return s->redis != NULL; }
+const char *sink_address(const sink_t *s) { return s->address; }
+uint64_t sink_commands_sent(const sink_t *s) { return s->commands; }
+
+/* Reads one reply; on a transport error the connection is dropped so the next attempt
+ * reconnects, and err says what happened. */
+static redisReply *sink_read(sink_t *s, char *err, size_t errlen)
+{
+    void *reply = NULL;
+    if (redisGetReply(s->redis, &reply) != REDIS_OK || !reply) {
+        snprintf(err, errlen, "redis %s: %s", s->address,
+                 s->redis->errstr[0] ? s->redis->errstr : "connection lost");
+        sink_disconnect(s);
+        return NULL;
+    }
+    return reply;
+}
+
+/* Sends a command and checks its reply is not an error. */
+static int sink_simple(sink_t *s, char *err, size_t errlen, int argc, const char **argv)
+{
+    if (redisAppendCommandArgv(s->redis, argc, argv, NULL) != REDIS_OK) {
+        snprintf(err, errlen, "redis %s: out of memory", s->address);
+        return -1;
+    }
+    s->commands++;
+    redisReply *r = sink_read(s, err, errlen);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: %s: %s", s->address, argv[0], r->str);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int sink_connect(sink_t *s, char *err, size_t errlen)
+{
+    if (s->redis)
+        return 0;
+    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
+    s->redis = redisConnectWithTimeout(s->host, s->port, tv);
+    if (!s->redis || s->redis->err) {
+        snprintf(err, errlen, "redis %s: %s", s->address,
+                 s->redis ? s->redis->errstr : "cannot allocate a context");
+        sink_disconnect(s);
+        return -1;
+    }
+    if (redisSetTimeout(s->redis, tv) != REDIS_OK || redisEnableKeepAlive(s->redis) != REDIS_OK) {
+        snprintf(err, errlen, "redis %s: cannot set socket options", s->address);
+        sink_disconnect(s);
+        return -1;
+    }
+    if (s->password) {
+        const char *auth_user[] = {"AUTH", s->user, s->password};
+        const char *auth_pass[] = {"AUTH", s->password};
+        int rc = s->user ? sink_simple(s, err, errlen, 3, auth_user)
+                         : sink_simple(s, err, errlen, 2, auth_pass);
+        if (rc != 0) {
+            sink_disconnect(s);
+            return -1;
+        }
+    }
+    if (s->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", s->db);
+        const char *select[] = {"SELECT", db};
+        if (sink_simple(s, err, errlen, 2, select) != 0) {
+            sink_disconnect(s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int sink_argv_reserve(sink_t *s, size_t n)
+{
+    if (n <= s->argv_cap)
+        return 0;
+    size_t cap = s->argv_cap ? s->argv_cap : 1024;
+    while (cap < n)
+        cap *= 2;
+    const char **argv = realloc(s->argv, cap * sizeof *argv);
+    if (!argv)
+        return -1;
+    s->argv = argv;
+    size_t *lens = realloc(s->argvlen, cap * sizeof *lens);
+    if (!lens)
+        return -1;
+    s->argvlen = lens;
+    s->argv_cap = cap;
+    return 0;
+}
+
+static int sink_append_argv(sink_t *s, int argc)
+{
+    s->commands++;
+    return redisAppendCommandArgv(s->redis, argc, s->argv, s->argvlen) == REDIS_OK ? 0 : -1;
+}
+
+static void sink_arg(sink_t *s, size_t i, const char *str)
+{
+    s->argv[i] = str;
+    s->argvlen[i] = strlen(str);
+}
+
+int sink_claim(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
+               int64_t *offsets, char *err, size_t errlen)
+{
+    if (sink_connect(s, err, errlen) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    char (*ids)[16] = calloc(n, sizeof *ids);
+    if (!ids || sink_argv_reserve(s, n + 2) != 0) {
+        free(ids);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    redisAppendCommand(s->redis, "MULTI");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "%" PRId32, partitions[i]);
+        redisAppendCommand(s->redis, "HINCRBY %s %s 1", s->key_fence[topic], ids[i]);
+    }
+    sink_arg(s, 0, "HMGET");
+    sink_arg(s, 1, s->key_offsets[topic]);
+    for (size_t i = 0; i < n; i++)
+        sink_arg(s, i + 2, ids[i]);
+    sink_append_argv(s, (int)n + 2);
+    redisAppendCommand(s->redis, "EXEC");
+    s->commands += n + 2;
+
+    redisReply *r = NULL;
+    for (size_t i = 0; i < n + 2; i++) { /* +OK and QUEUED replies */
+        if (!(r = sink_read(s, err, errlen)))
+            goto out;
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis %s: %s", s->address, r->str);
+            freeReplyObject(r);
+            r = NULL;
+            /* Keep reading so the connection stays in step; EXEC will report EXECABORT. */
+            continue;
+        }
+        freeReplyObject(r);
+    }
+    if (!(r = sink_read(s, err, errlen)))
+        goto out;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n + 1 ||
+        r->element[n]->type != REDIS_REPLY_ARRAY || r->element[n]->elements != n) {
+        if (r->type == REDIS_REPLY_ERROR)
+            snprintf(err, errlen, "redis %s: claiming partitions: %s", s->address, r->str);
+        else if (!err[0])
+            snprintf(err, errlen, "redis %s: unexpected reply while claiming partitions",
+                     s->address);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tokens[i] = r->element[i]->integer;
+        redisReply *o = r->element[n]->element[i];
+        offsets[i] = o->type == REDIS_REPLY_STRING ? strtoll(o->str, NULL, 10) : -1;
+    }
+    rc = 0;
+out:
+    if (r)
+        freeReplyObject(r);
+    free(ids);
+    return rc;
+}
+
+/* Topics present in the batch, as a bitmap over topic indices (topics are few). */
+static void batch_topics(batch_t *batch, size_t n_topics, bool *present)
+{
+    memset(present, 0, n_topics * sizeof *present);
+    for (size_t i = 0; i < batch_partition_count(batch); i++)
+        present[batch_partition_at(batch, i)->topic] = true;
+}
+
+int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+               int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
+               char *err, size_t errlen)
+{
+    *n_fenced = 0;
+    if (sink_connect(s, err, errlen) != 0)
+        return -1;
+    size_t n_events = batch_event_count(batch);
+    size_t n_parts = batch_partition_count(batch);
+    if (sink_argv_reserve(s, n_events + n_parts + s->n_topics + 4) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n_parts > s->part_ids_cap) {
+        char(*ids)[12] = realloc(s->part_ids, n_parts * sizeof *ids);
+        if (!ids) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        s->part_ids = ids;
+        s->part_ids_cap = n_parts;
+    }
+    bool *present = calloc(s->n_topics ? s->n_topics : 1, sizeof *present);
+    size_t *candidates = malloc((n_events ? n_events : 1) * sizeof *candidates);
+    if (!present || !candidates) {
+        free(present);
+        free(candidates);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    batch_topics(batch, s->n_topics, present);
+
+    /* A duplicate inside the batch needs no question to Redis: the first copy wins. */
+    dedup_reset(s->seen);
+    size_t n_candidates = 0;
+    for (size_t i = 0; i < n_events; i++) {
+        batch_event_t *rec = batch_event_at(batch, i);
+        rec->duplicate = dedup_seen(s->seen, rec->event.event_id);
+        if (!rec->duplicate)
+            candidates[n_candidates++] = i;
+    }
+
+    int rc = -1;
+    size_t argc = 0;
+    sink_arg(s, argc++, "WATCH");
+    sink_arg(s, argc++, s->key_dedup);
+    sink_arg(s, argc++, s->key_meta);
+    for (size_t t = 0; t < s->n_topics; t++)
+        if (present[t])
+            sink_arg(s, argc++, s->key_fence[t]);
+    sink_append_argv(s, (int)argc);
+    s->watching = true;
+    redisAppendCommand(s->redis, "HGET %s last_event_ts", s->key_meta);
+    s->commands++;
+    if (n_candidates) {
+        sink_arg(s, 0, "ZMSCORE");
+        sink_arg(s, 1, s->key_dedup);
+        for (size_t i = 0; i < n_candidates; i++)
+            sink_arg(s, i + 2, batch_event_at(batch, candidates[i])->event.event_id);
+        sink_append_argv(s, (int)n_candidates + 2);
+    }
+    size_t n_hmget = 0;
+    for (size_t t = 0; t < s->n_topics; t++) {
+        if (!present[t])
+            continue;
+        argc = 0;
+        sink_arg(s, argc++, "HMGET");
+        sink_arg(s, argc++, s->key_fence[t]);
+        for (size_t i = 0; i < n_parts; i++) {
+            const batch_partition_t *p = batch_partition_at(batch, i);
+            if (p->topic != (int)t)
+                continue;
+            snprintf(s->part_ids[i], sizeof s->part_ids[i], "%" PRId32, p->partition);
+            sink_arg(s, argc++, s->part_ids[i]);
+        }
+        sink_append_argv(s, (int)argc);
+        n_hmget++;
+    }
+
+    redisReply *r;
+    if (!(r = sink_read(s, err, errlen))) /* WATCH */
+        goto out;
+    freeReplyObject(r);
+    if (!(r = sink_read(s, err, errlen))) /* HGET last_event_ts */
+        goto out;
+    s->last_event_ts = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    if (n_candidates) {
+        if (!(r = sink_read(s, err, errlen)))
+            goto out;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != n_candidates) {
+            snprintf(err, errlen, "redis %s: ZMSCORE: %s", s->address,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            freeReplyObject(r);
+            goto drain;
+        }
+        int64_t horizon = now_ms - s->dedup_window_ms;
+        for (size_t i = 0; i < n_candidates; i++) {
+            redisReply *score = r->element[i];
+            if (score->type == REDIS_REPLY_STRING && strtoll(score->str, NULL, 10) > horizon)
+                batch_event_at(batch, candidates[i])->duplicate = true;
+        }
+        freeReplyObject(r);
+    }
+    for (size_t t = 0, h = 0; t < s->n_topics && h < n_hmget; t++) {
+        if (!present[t])
+            continue;
+        h++;
+        if (!(r = sink_read(s, err, errlen)))
+            goto out;
+        size_t k = 0;
+        for (size_t i = 0; i < n_parts; i++) {
+            const batch_partition_t *p = batch_partition_at(batch, i);
+            if (p->topic != (int)t)
+                continue;
+            int64_t stored = -1;
+            if (r->type == REDIS_REPLY_ARRAY && k < r->elements &&
+                r->element[k]->type == REDIS_REPLY_STRING)
+                stored = strtoll(r->element[k]->str, NULL, 10);
+            k++;
+            int64_t mine = token_of(token_ctx, p->topic, p->partition);
+            if ((mine < 0 || stored != mine) && *n_fenced < max_fenced)
+                fenced[(*n_fenced)++] = (struct sink_fenced){p->topic, p->partition};
+        }
+        freeReplyObject(r);
+    }
+    rc = 0;
+    goto out;
+drain:
+    /* Read the remaining replies so the connection stays usable. */
+    for (size_t h = 0; h < n_hmget; h++)
+        if ((r = sink_read(s, err, errlen)))
+            freeReplyObject(r);
+out:
+    free(present);
+    free(candidates);
+    if (rc != 0)
+        sink_abort(s);
+    return rc;
+}
+
+void sink_abort(sink_t *s)
+{
+    if (!s->redis || !s->watching)
+        return;
+    char err[256];
+    const char *unwatch[] = {"UNWATCH"};
+    if (sink_simple(s, err, sizeof err, 1, unwatch) != 0)
+        sink_disconnect(s);
+    s->watching = false;
+}
+
+static int json_reserve(sink_t *s, size_t need)
+{
+    if (need <= s->json_cap)
+        return 0;
+    size_t cap = s->json_cap ? s->json_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(s->json, cap);
+    if (!p)
+        return -1;
+    s->json = p;
+    s->json_cap = cap;
+    return 0;
+}
+
+enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
+                                    sink_counter_name_fn counter_name, void *name_ctx,
+                                    int64_t now_ms, struct sink_totals *totals, char *err,
+                                    size_t errlen)
+{
+    memset(totals, 0, sizeof *totals);
+    if (!s->redis) {
+        snprintf(err, errlen, "redis %s: not connected", s->address);
+        return SINK_FAILED;
+    }
+    size_t n_events = batch_event_count(batch);
+    size_t queued = 0;
+    char now[24], horizon[24], num[24];
+    snprintf(now, sizeof now, "%" PRId64, now_ms);
+    snprintf(horizon, sizeof horizon, "%" PRId64, now_ms - s->dedup_window_ms);
+    if (sink_argv_reserve(s, 2 * n_events + batch_partition_count(batch) * 2 + 8) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return SINK_FAILED;
+    }
+
+    redisAppendCommand(s->redis, "MULTI");
+    s->commands++;
+
+    /* Counters: one HINCRBY per non-zero (key, field); day and week keys expire. */
+    char key[KEYS_MAX];
+    size_t n_counters = agg_counter_count(agg);
+    for (size_t b = 0; b < agg_bucket_count(agg); b++) {
+        const agg_bucket_t *bucket = agg_bucket_at(agg, b);
+        if (keys_scope(key, sizeof key, s->prefix, bucket->kind, bucket->scope,
+                       bucket->period_id) < 0)
+            continue;
+        size_t written = 0;
+        for (size_t c = 0; c < n_counters; c++) {
+            if (!bucket->values[c])
+                continue;
+            redisAppendCommand(s->redis, "HINCRBY %s %s %lld", key, counter_name(c, name_ctx),
+                               (long long)bucket->values[c]);
+            queued++;
+            written++;
+        }
+        int64_t keep = bucket->period_kind == PERIOD_DAY    ? s->retention_day_s
+                       : bucket->period_kind == PERIOD_WEEK ? s->retention_week_s
+                                                            : 0;
+        if (written && keep) {
+            redisAppendCommand(s->redis, "EXPIREAT %s %lld", key,
+                               (long long)(bucket->period_end_ms / 1000 + keep));
+            queued++;
+        }
+    }
+
+    /* Remember applied ids atomically with the counters they changed. */
+    dedup_reset(s->managers);
+    size_t argc = 0, n_managers = 0;
+    int64_t max_ts = s->last_event_ts;
+    sink_arg(s, argc++, "ZADD");
+    sink_arg(s, argc++, s->key_dedup);
+    for (size_t i = 0; i < n_events; i++) {
+        batch_event_t *rec = batch_event_at(batch, i);
+        if (rec->duplicate) {
+            totals->duplicate++;
+            continue;
+        }
+        totals->applied++;
+        if (rec->event.internal && rec->event.type != EVENT_DEAL_STAGE)
+            totals->internal++;
+        if (rec->event.ts_ms > max_ts)
+            max_ts = rec->event.ts_ms;
+        s->argv[argc] = now;
+        s->argvlen[argc++] = strlen(now);
+        sink_arg(s, argc++, rec->event.event_id);
+        if (!dedup_seen(s->managers, rec->event.manager_id))
+            n_managers++;
+    }
+    totals->invalid = batch_invalid_count(batch);
+    if (totals->applied) {
+        sink_append_argv(s, (int)argc);
+        queued++;
+    }
+    redisAppendCommand(s->redis, "ZREMRANGEBYSCORE %s -inf %s", s->key_dedup, horizon);
+    queued++;
+
+    /* Managers seen, for kpi:managers and the change feed. */
+    if (n_managers) {
+        if (json_reserve(s, 64 + n_managers * (EVENT_MANAGER_MAX + 3)) != 0) {
+            snprintf(err, errlen, "out of memory");
+            redisAppendCommand(s->redis, "DISCARD");
+            goto read_replies_failed;
+        }
+        dedup_reset(s->managers);
+        argc = 0;
+        sink_arg(s, argc++, "SADD");
+        sink_arg(s, argc++, s->key_managers);
+        size_t pos = (size_t)snprintf(s->json, s->json_cap, "{\"managers\":[");
+        for (size_t i = 0; i < n_events; i++) {
+            batch_event_t *rec = batch_event_at(batch, i);
+            if (rec->duplicate || dedup_seen(s->managers, rec->event.manager_id))
+                continue;
+            sink_arg(s, argc++, rec->event.manager_id);
+            /* Manager ids are [A-Za-z0-9._@-]: nothing to escape in JSON. */
+            pos += (size_t)snprintf(s->json + pos, s->json_cap - pos, "%s\"%s\"",
+                                    argc > 3 ? "," : "", rec->event.manager_id);
+        }
+        snprintf(s->json + pos, s->json_cap - pos, "],\"ts\":%s}", now);
+        sink_append_argv(s, (int)argc);
+        queued++;
+    }
+
+    /* Meta counters. */
+    redisAppendCommand(s->redis, "HSET %s schema 1 last_flush_ms %s", s->key_meta, now);
+    snprintf(num, sizeof num, "%" PRId64, max_ts);
+    if (totals->applied)
+        redisAppendCommand(s->redis, "HSET %s last_event_ts %s", s->key_meta, num);
+    redisAppendCommand(s->redis, "HINCRBY %s events_applied %llu", s->key_meta,
+                       (unsigned long long)totals->applied);
+    redisAppendCommand(s->redis, "HINCRBY %s events_invalid %llu", s->key_meta,
+                       (unsigned long long)totals->invalid);
+    redisAppendCommand(s->redis, "HINCRBY %s events_duplicate %llu", s->key_meta,
+                       (unsigned long long)totals->duplicate);
+    redisAppendCommand(s->redis, "HINCRBY %s events_internal %llu", s->key_meta,
+                       (unsigned long long)totals->internal);
+    queued += totals->applied ? 6 : 5;
+
+    /* Offsets of every partition the batch covers, in the same transaction. */
+    for (size_t i = 0; i < batch_partition_count(batch); i++) {
+        const batch_partition_t *p = batch_partition_at(batch, i);
+        redisAppendCommand(s->redis, "HSET %s %d %lld", s->key_offsets[p->topic],
+                           (int)p->partition, (long long)p->next_offset);
+        queued++;
+    }
+    if (n_managers) {
+        redisAppendCommand(s->redis, "PUBLISH %s %s", s->key_updates, s->json);
+        queued++;
+    }
+    redisAppendCommand(s->redis, "EXEC");
+    s->commands += queued + 1;
+
+    /* Replies: +OK for MULTI, +QUEUED (or an error) per command, then EXEC's. */
+    char first_error[256] = "";
+    redisReply *r;
+    for (size_t i = 0; i < queued + 1; i++) {
+        if (!(r = sink_read(s, err, errlen)))
+            return SINK_FAILED;
+        if (r->type == REDIS_REPLY_ERROR && !first_error[0])
+            snprintf(first_error, sizeof first_error, "%s", r->str);
+        freeReplyObject(r);
+    }
+    if (!(r = sink_read(s, err, errlen)))
+        return SINK_FAILED;
+    s->watching = false;
+    enum sink_commit_result result = SINK_COMMITTED;
+    if (r->type == REDIS_REPLY_NIL) {
+        result = SINK_CONFLICT;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: transaction refused: %s", s->address,
+                 first_error[0] ? first_error : r->str);
+        result = SINK_FAILED;
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        /* Runtime errors inside EXEC do not roll back; the offsets were written with the
+         * rest, so retrying would double count. Report loudly and move on. */
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_ERROR) {
+                log_error("redis %s: a command inside the flush transaction failed: %s "
+                          "(a key kpid owns has been changed by someone else?)",
+                          s->address, r->element[i]->str);
+                break;
+            }
+    }
+    freeReplyObject(r);
+    if (result != SINK_COMMITTED)
+        memset(totals, 0, sizeof *totals);
+    return result;
+
+read_replies_failed:
+    for (size_t i = 0; i < queued + 2; i++) {
+        if (!(r = sink_read(s, err, errlen)))
+            return SINK_FAILED;
+        freeReplyObject(r);
+    }
+    s->watching = false;
+    return SINK_FAILED;
+}

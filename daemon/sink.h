@@ -1,0 +1,96 @@
+/* sink: Redis, written in one MULTI/EXEC per flush.
+ *
+ * A flush is two round trips:
+ *   sink_begin   WATCH the keys every writer touches, then read what the batch needs to
+ *                know: which event ids were already applied (sorted set <prefix>:dedup), and
+ *                whether this process still owns each partition (fence tokens).
+ *   sink_commit  MULTI, counters + dedup ids + meta + offsets + change feed, EXEC.
+ * If another writer changed a watched key in between, EXEC answers nil and the caller starts
+ * over from sink_begin: flushes of several kpid are serialised, never interleaved.
+ *
+ * Fencing: a kpid that is assigned a partition bumps its token (sink_claim). A process
+ * that lost the partition still holds the old token, so its next sink_begin reports the
+ * partition fenced, and a flush already past sink_begin fails at EXEC because the token
+ * key is watched. Either way it can never write that partition again. */
+#ifndef KPI_SINK_H
+#define KPI_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg.h"
+#include "batch.h"
+
+typedef struct sink sink_t;
+
+struct sink_params {
+    const char *host;
+    int port;
+    int db;
+    const char *user;       /* NULL: legacy AUTH with password only */
+    const char *password;   /* NULL: no AUTH */
+    int timeout_ms;
+    const char *prefix;
+    const char *group;
+    const char *const *topics; /* topic names by index, as used in batch records */
+    size_t n_topics;
+    int64_t dedup_window_ms;
+    int64_t retention_day_s;
+    int64_t retention_week_s;
+};
+
+/* Copies every string of params. */
+sink_t *sink_new(const struct sink_params *params);
+void sink_free(sink_t *sink);
+
+/* Connects when not connected. 0, or -1 with an operator-facing reason in err. */
+int sink_connect(sink_t *sink, char *err, size_t errlen);
+bool sink_connected(const sink_t *sink);
+/* "127.0.0.1:6379", for log lines. */
+const char *sink_address(const sink_t *sink);
+
+/* Takes ownership of partitions of one topic: increments each fence token and reads the
+ * stored next offsets, atomically. offsets[i] = -1 when none is stored. */
+int sink_claim(sink_t *sink, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
+               int64_t *offsets, char *err, size_t errlen);
+
+/* The fence token this process holds for each of the batch's partitions. */
+typedef int64_t (*sink_token_fn)(void *ctx, int topic, int32_t partition);
+
+struct sink_fenced {
+    int topic;
+    int32_t partition;
+};
+
+/* First round trip. Marks duplicates (within the batch and against Redis) in the batch and
+ * lists the partitions this process no longer owns (at most `max_fenced`). Returns 0, or -1
+ * with err (connection dropped; the caller backs off and retries). */
+int sink_begin(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+               int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
+               char *err, size_t errlen);
+
+/* Names of the counters in an agg bucket, by index (activity counters first). */
+typedef const char *(*sink_counter_name_fn)(size_t index, void *ctx);
+
+enum sink_commit_result { SINK_COMMITTED, SINK_CONFLICT, SINK_FAILED };
+
+struct sink_totals {
+    uint64_t applied, duplicate, invalid, internal;
+};
+
+/* Second round trip: the whole batch in one MULTI/EXEC. The caller has dropped fenced
+ * partitions and aggregated the non-duplicate events into agg. On SINK_COMMITTED *totals
+ * holds what this flush added to <prefix>:meta. */
+enum sink_commit_result sink_commit(sink_t *sink, batch_t *batch, const agg_t *agg,
+                                    sink_counter_name_fn counter_name, void *name_ctx,
+                                    int64_t now_ms, struct sink_totals *totals, char *err,
+                                    size_t errlen);
+
+/* Drops any WATCH (the caller abandoned a flush after sink_begin). */
+void sink_abort(sink_t *sink);
+
+/* Redis commands sent since start (for the benchmark's commands-per-event figure). */
+uint64_t sink_commands_sent(const sink_t *sink);
+
+#endif

@@ -1,0 +1,82 @@
+/* source: the Kafka side. A consumer group member whose starting offsets come from Redis
+ * (Kafka's committed offsets are only a copy, for lag monitoring), and a producer for the
+ * dead-letter topic.
+ *
+ * Partition ownership is decided here: on assignment the source asks its owner (the loop)
+ * to claim the partitions in Redis, which returns a fence token and the stored next offset
+ * per partition; the partitions are then assigned at exactly those offsets. On revocation
+ * the owner flushes (or, when the assignment was lost, drops) what it holds of them first.
+ * Partitions assigned while Redis is unreachable stay paused until a claim succeeds. */
+#ifndef KPI_SOURCE_H
+#define KPI_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "config.h"
+
+typedef struct source source_t;
+
+struct source_partition {
+    int topic;
+    int32_t partition;
+};
+
+struct source_owner_ops {
+    /* Claim partitions of one topic in Redis: 0 with tokens/offsets filled (offset -1 = none
+     * stored), or -1 when Redis cannot be reached. */
+    int (*claim)(void *ctx, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
+                 int64_t *offsets);
+    /* These partitions are being taken away. lost: the group already gave them to someone
+     * else, so nothing of them may be written. */
+    void (*revoke)(void *ctx, const struct source_partition *parts, size_t n, bool lost);
+};
+
+/* A consumed message, borrowed until source_message_done. */
+typedef struct source_message {
+    int topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;   /* NULL when the message has no key */
+    size_t key_len;
+    const void *value; /* NULL for a tombstone */
+    size_t value_len;
+    void *handle;
+} source_message_t;
+
+source_t *source_new(const config_t *cfg, const struct source_owner_ops *ops, void *ops_ctx,
+                     char *err, size_t errlen);
+/* Leaves the group (revoking through ops) and frees everything. */
+void source_close(source_t *src);
+
+/* Serves the group and returns at most one message of a partition this process owns:
+ * 1 with *msg filled, 0 when none arrived within timeout_ms. */
+int source_poll(source_t *src, int timeout_ms, source_message_t *msg);
+void source_message_done(source_t *src, source_message_t *msg);
+
+/* The fence token held for a partition, -1 when not owned (or its claim is pending). */
+int64_t source_token(source_t *src, int topic, int32_t partition);
+/* Forget a partition Redis says someone else owns: pause it and drop its messages until
+ * the group assigns it again. */
+void source_disown(source_t *src, int topic, int32_t partition);
+
+/* Stop/restart fetching everything (Redis outage). New assignments stay paused too. */
+void source_pause_all(source_t *src);
+void source_resume_all(source_t *src);
+/* Retry the claims of partitions assigned while Redis was down. 0 when none is pending. */
+int source_retry_claims(source_t *src);
+size_t source_owned_count(const source_t *src);
+
+/* Dead-letter topic: send a copy of an invalid message (state -> DLQ_IN_FLIGHT); delivery
+ * reports move it to DLQ_ACKED or DLQ_FAILED when served by source_dlq_poll. */
+int source_dlq_send(source_t *src, batch_invalid_t *rec, char *err, size_t errlen);
+void source_dlq_poll(source_t *src, batch_t *batch, int timeout_ms);
+
+/* After a flush: commit the batch's next offsets to Kafka (async), for lag monitoring. */
+void source_commit_copy(source_t *src, batch_t *batch);
+
+const char *source_topic_name(const source_t *src, int topic);
+
+#endif
