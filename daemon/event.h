@@ -59,11 +59,24 @@ void event_parser_free(event_parser_t *parser);
 
 /* Parses and validates one message. Returns 0 and fills *out when valid; returns -1 and
  * writes a one-line reason (e.g. "manager_id: does not match ^[A-Za-z0-9._@-]{1,64}$")
- * to err when invalid. Never reads past len; msg need not be NUL-terminated. */
+ * to err when invalid. Never reads past len; msg need not be NUL-terminated.
+ *
+ * Reasons are printable ASCII and start with what is wrong: "message: N bytes exceeds
+ * max_message_bytes M", "json: invalid UTF-8 at byte N", "json: parse error at byte N: <yajl>",
+ * "json: top level must be an object", then "<field>: ..." for event_id, type, manager_id,
+ * ts and "<type>.<field>: ..." for the type's own fields (call.status, deal_stage.amount):
+ * "missing", "duplicate field", "must be a string|an integer|a boolean|a number",
+ * "unknown value \"x\"" (value sanitized, cut to 32 bytes), or a rule ("ts: more than
+ * 86400 s in the future"). With several problems the first in this order is reported:
+ * size, UTF-8, JSON, event_id, type, manager_id, ts, then the type's fields in contract order.
+ * Fields that the event's type does not define are ignored, even if malformed or repeated.
+ * On error *out holds no useful data. */
 int event_parse(event_parser_t *parser, const event_rules_t *rules, const void *msg, size_t len,
                 int64_t now_ms, event_t *out, char *err, size_t errlen);
 
-/* RFC 3339 ("2026-11-16T09:12:00.5+03:00") -> UTC epoch ms. 0 or -1. */
+/* RFC 3339 ("2026-11-16T09:12:00.5+03:00") -> UTC epoch ms. 0 or -1. Upper-case T and Z,
+ * any number of fraction digits (truncated to ms), real calendar dates, no ":60". Years
+ * 0000..9999 parse (the result may be negative); event_parse accepts only 1970..9999. */
 int event_parse_rfc3339(const char *s, size_t len, int64_t *out_ms);
 
 /* A JSON number literal as written ("1.005", "2e3") -> round-half-away(value * 100).

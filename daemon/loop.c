@@ -40,6 +40,7 @@ struct runtime {
 
 struct stats {
     uint64_t consumed, applied, invalid, duplicate, flushes, conflicts;
+    uint64_t flush_us, flush_us_max; /* time from sink_begin to EXEC's reply */
 };
 
 struct loop {
@@ -49,7 +50,11 @@ struct loop {
     source_t *src;
     sink_t *sink;
     agg_t *agg;
-    batch_t *batch;
+    batch_t *batch;    /* being filled */
+    batch_t *inflight; /* written and not yet confirmed (or to be written again), or NULL */
+    batch_t *spare;    /* the second batch object while nothing is in flight */
+    bool inflight_sent;
+    int64_t flush_started_us;
     int64_t batch_first_ms;
     bool stalled;
     int64_t stalled_since_ms, retry_at_ms;
@@ -58,6 +63,13 @@ struct loop {
     struct stats total, at_last_stats;
     bool claims_pending;
 };
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t wall_ms(void)
 {
@@ -118,11 +130,19 @@ fail:
 
 /* --- partition ownership, called by the source during rebalances --- */
 
+static int loop_flush(loop_t *l, bool wait);
+static int loop_settle(loop_t *l);
+
 static int loop_claim(void *ctx, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
                       int64_t *offsets)
 {
     loop_t *l = ctx;
     char err[512] = "";
+    /* The connection must be free of the batch in flight before anything else is sent. */
+    if (loop_settle(l) != 0) {
+        l->claims_pending = true;
+        return -1;
+    }
     if (sink_claim(l->sink, topic, partitions, n, tokens, offsets, err, sizeof err) != 0) {
         log_warn("%s; partitions stay paused until it answers", err);
         l->claims_pending = true;
@@ -131,18 +151,23 @@ static int loop_claim(void *ctx, int topic, const int32_t *partitions, size_t n,
     return 0;
 }
 
-static int loop_flush(loop_t *l, int64_t now);
 
 static void loop_revoke(void *ctx, const struct source_partition *parts, size_t n, bool lost)
 {
     loop_t *l = ctx;
-    if (!lost && batch_message_count(l->batch) > 0 && loop_flush(l, wall_ms()) != 0)
+    /* Even for lost partitions the batch in flight is settled: a write of a partition
+     * someone else owns now fails on its fence, anything else in it is legitimately ours. */
+    int rc = lost ? loop_settle(l) : loop_flush(l, true);
+    if (rc != 0)
         log_warn("could not flush before giving up %zu partition(s); their unflushed messages "
                  "will be consumed again by the next owner",
                  n);
     /* Whatever is left of them was never written: the next owner re-reads it. */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         batch_drop_partition(l->batch, parts[i].topic, parts[i].partition);
+        if (l->inflight)
+            batch_drop_partition(l->inflight, parts[i].topic, parts[i].partition);
+    }
 }
 
 static const struct source_owner_ops owner_ops = {loop_claim, loop_revoke};
@@ -200,13 +225,13 @@ static period_zone_t *zone_of_team(struct runtime *rt, const char *team)
     return t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone;
 }
 
-static int loop_aggregate(loop_t *l)
+static int loop_aggregate(loop_t *l, batch_t *b)
 {
     int64_t deltas[COUNTER_ACTIVITY_COUNT];
     struct runtime *rt = &l->rt;
     agg_reset(l->agg);
-    for (size_t i = 0; i < batch_event_count(l->batch); i++) {
-        batch_event_t *rec = batch_event_at(l->batch, i);
+    for (size_t i = 0; i < batch_event_count(b); i++) {
+        batch_event_t *rec = batch_event_at(b, i);
         if (rec->duplicate)
             continue;
         const event_t *ev = &rec->event;
@@ -230,13 +255,13 @@ static int loop_aggregate(loop_t *l)
 
 /* Every DLQ copy of the batch must be acknowledged before the offsets covering the
  * invalid messages are stored. */
-static int loop_wait_dlq(loop_t *l)
+static int loop_wait_dlq(loop_t *l, batch_t *b)
 {
     int64_t deadline = wall_ms() + DLQ_ACK_WAIT_MS;
     for (;;) {
         bool all_acked = true;
-        for (size_t i = 0; i < batch_invalid_count(l->batch); i++) {
-            batch_invalid_t *rec = batch_invalid_at(l->batch, i);
+        for (size_t i = 0; i < batch_invalid_count(b); i++) {
+            batch_invalid_t *rec = batch_invalid_at(b, i);
             if (rec->dlq == DLQ_UNSENT || rec->dlq == DLQ_FAILED) {
                 char err[256];
                 if (source_dlq_send(l->src, rec, err, sizeof err) != 0)
@@ -252,51 +277,72 @@ static int loop_wait_dlq(loop_t *l)
                      l->rt.cfg->kafka_dlq_topic, DLQ_ACK_WAIT_MS / 1000);
             return -1;
         }
-        source_dlq_poll(l->src, l->batch, 20);
+        source_dlq_poll(l->src, b, 20);
     }
 }
 
-static int loop_flush(loop_t *l, int64_t now)
+static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, int64_t started_us)
+{
+    uint64_t took = (uint64_t)(mono_us() - started_us);
+    log_debug("flushed %zu messages in %.1f ms", batch_message_count(b), (double)took / 1000.0);
+    l->total.flush_us += took;
+    if (took > l->total.flush_us_max)
+        l->total.flush_us_max = took;
+    l->total.applied += t->applied;
+    l->total.invalid += t->invalid;
+    l->total.duplicate += t->duplicate;
+    l->total.flushes++;
+    source_commit_copy(l->src, b);
+    batch_clear(b);
+}
+
+/* Writes one batch: DLQ acknowledged, sink_begin, aggregate, commit. With send_only the
+ * transaction is sent and left in flight (returns 1); otherwise it is awaited and
+ * conflicts are retried (returns 0). 0 also when fencing left nothing to write; -1 on
+ * failure, with the batch intact for a retry. */
+static int loop_write(loop_t *l, batch_t *b, bool send_only)
 {
     char err[1024] = "";
-    if (batch_message_count(l->batch) == 0)
+    if (batch_message_count(b) == 0)
         return 0;
-    if (loop_wait_dlq(l) != 0)
+    if (loop_wait_dlq(l, b) != 0)
         return -1;
     for (int attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+        int64_t now = wall_ms();
         struct sink_fenced fenced[256];
         size_t n_fenced = 0;
-        if (sink_begin(l->sink, l->batch, loop_token, l, now, fenced, 256, &n_fenced, err,
+        l->flush_started_us = mono_us();
+        if (sink_begin(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
                        sizeof err) != 0)
             goto failed;
         for (size_t i = 0; i < n_fenced; i++) {
-            batch_drop_partition(l->batch, fenced[i].topic, fenced[i].partition);
+            batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
             source_disown(l->src, fenced[i].topic, fenced[i].partition);
         }
-        if (batch_message_count(l->batch) == 0) {
+        if (batch_message_count(b) == 0) {
             sink_abort(l->sink);
             return 0;
         }
-        if (loop_aggregate(l) != 0) {
+        if (loop_aggregate(l, b) != 0) {
             sink_abort(l->sink);
             snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
         }
+        if (send_only) {
+            if (sink_commit_send(l->sink, b, l->agg, loop_counter_name, NULL, now, err,
+                                 sizeof err) != 0)
+                goto failed;
+            return 1;
+        }
         struct sink_totals t;
-        switch (sink_commit(l->sink, l->batch, l->agg, loop_counter_name, NULL, now, &t, err,
+        switch (sink_commit(l->sink, b, l->agg, loop_counter_name, NULL, now, &t, err,
                             sizeof err)) {
         case SINK_COMMITTED:
-            l->total.applied += t.applied;
-            l->total.invalid += t.invalid;
-            l->total.duplicate += t.duplicate;
-            l->total.flushes++;
-            source_commit_copy(l->src, l->batch);
-            batch_clear(l->batch);
+            loop_finalize(l, b, &t, l->flush_started_us);
             return 0;
         case SINK_CONFLICT:
             /* Another kpid flushed in between: read again and redo the batch. */
             l->total.conflicts++;
-            now = wall_ms();
             continue;
         case SINK_FAILED:
             goto failed;
@@ -309,9 +355,59 @@ failed:
     return -1;
 }
 
-static void loop_try_flush(loop_t *l, int64_t now)
+/* Brings the batch in flight to an end: reads its answer, or writes it again when it
+ * conflicted or its answer was lost. 0 when nothing is in flight any more. */
+static int loop_settle(loop_t *l)
 {
-    if (loop_flush(l, now) == 0) {
+    if (!l->inflight)
+        return 0;
+    if (l->inflight_sent) {
+        char err[1024] = "";
+        struct sink_totals t;
+        l->inflight_sent = false;
+        enum sink_commit_result res = sink_commit_wait(l->sink, &t, err, sizeof err);
+        if (res == SINK_COMMITTED) {
+            loop_finalize(l, l->inflight, &t, l->flush_started_us);
+            goto settled;
+        }
+        if (res == SINK_CONFLICT)
+            l->total.conflicts++;
+        else
+            log_warn("%s", err);
+        /* Not applied (EXEC refused or never answered): write it again from the start. */
+    }
+    if (loop_write(l, l->inflight, false) != 0)
+        return -1;
+settled:
+    l->spare = l->inflight;
+    l->inflight = NULL;
+    return 0;
+}
+
+/* Flushes the batch being filled. wait=false leaves its transaction in flight so that
+ * Redis applies it while the next batch is consumed. */
+static int loop_flush(loop_t *l, bool wait)
+{
+    if (loop_settle(l) != 0)
+        return -1;
+    if (wait)
+        return loop_write(l, l->batch, false);
+    int rc = loop_write(l, l->batch, true);
+    if (rc == 1) {
+        l->inflight = l->batch;
+        l->inflight_sent = true;
+        l->batch = l->spare;
+        l->spare = NULL;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Flushes (or, with settle_only, just confirms the batch in flight); on failure pauses
+ * consumption and schedules a retry with exponential backoff. */
+static void loop_try_flush(loop_t *l, int64_t now, bool settle_only)
+{
+    if ((settle_only ? loop_settle(l) : loop_flush(l, false)) == 0) {
         if (l->stalled) {
             log_info("redis %s: flushed again after %.1f s; consumption resumed",
                      sink_address(l->sink), (double)(wall_ms() - l->stalled_since_ms) / 1000.0);
@@ -332,7 +428,8 @@ static void loop_try_flush(loop_t *l, int64_t now)
     l->retry_at_ms = wall_ms() + l->backoff_ms;
     log_warn("flush failed: consumption paused, %zu messages held; retrying in %.1f s "
              "(check that redis %s is up and accepts writes)",
-             batch_message_count(l->batch), l->backoff_ms / 1000.0, sink_address(l->sink));
+             batch_message_count(l->batch) + (l->inflight ? batch_message_count(l->inflight) : 0),
+             l->backoff_ms / 1000.0, sink_address(l->sink));
 }
 
 static void loop_reload(loop_t *l)
@@ -353,7 +450,7 @@ static void loop_reload(loop_t *l)
                  "live; restart kpid to apply them");
     /* Counted so far under the old rules: flush before switching. */
     if (!l->stalled)
-        loop_flush(l, wall_ms());
+        loop_flush(l, true);
     struct runtime rt;
     if (runtime_build(&rt, cfg, err, sizeof err) != 0) {
         log_error("reload of %s rejected: %s", l->config_path, err);
@@ -381,15 +478,21 @@ static void loop_cron(loop_t *l, int64_t now)
         double secs = (STATS_EVERY_MS + (now - l->next_stats_ms)) / 1000.0;
         if (d.consumed != p.consumed || l->stalled)
             log_info("last %.0f s: %llu messages (%.0f/s): %llu applied, %llu invalid, "
-                     "%llu duplicate; %llu flushes; %zu partitions owned%s",
+                     "%llu duplicate; %llu flushes (avg %.1f ms, max %.1f ms); "
+                     "%zu partitions owned%s",
                      secs, (unsigned long long)(d.consumed - p.consumed),
                      (double)(d.consumed - p.consumed) / secs,
                      (unsigned long long)(d.applied - p.applied),
                      (unsigned long long)(d.invalid - p.invalid),
                      (unsigned long long)(d.duplicate - p.duplicate),
-                     (unsigned long long)(d.flushes - p.flushes), source_owned_count(l->src),
+                     (unsigned long long)(d.flushes - p.flushes),
+                     d.flushes > p.flushes
+                         ? (double)(d.flush_us - p.flush_us) / 1000.0 / (double)(d.flushes - p.flushes)
+                         : 0.0,
+                     (double)d.flush_us_max / 1000.0, source_owned_count(l->src),
                      l->stalled ? "; PAUSED: redis not accepting writes" : "");
         l->at_last_stats = l->total;
+        l->total.flush_us_max = 0;
         l->next_stats_ms = now + STATS_EVERY_MS;
     }
 }
@@ -411,6 +514,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
     l->parser = event_parser_new();
     l->agg = agg_new(COUNTER_ACTIVITY_COUNT);
     l->batch = batch_new();
+    l->spare = batch_new();
     struct sink_params sp = {
         .host = cfg->redis_host,
         .port = cfg->redis_port,
@@ -427,7 +531,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         .retention_week_s = cfg->retention_week_s,
     };
     l->sink = sink_new(&sp);
-    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->sink) {
+    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->spare || !l->sink) {
         snprintf(err, errlen, "out of memory");
         loop_free(l);
         return NULL;
@@ -450,6 +554,8 @@ void loop_free(loop_t *l)
     source_close(l->src); /* may flush through loop_revoke: everything else still alive */
     sink_free(l->sink);
     batch_free(l->batch);
+    batch_free(l->spare);
+    batch_free(l->inflight);
     agg_free(l->agg);
     event_parser_free(l->parser);
     runtime_release(&l->rt);
@@ -481,7 +587,8 @@ int loop_run(loop_t *l)
         source_message_t msg;
         /* Messages still arriving while paused were fetched before the pause: keep them,
          * dropping one would skip it for good (the consumer position is past it). */
-        if (source_poll(l->src, (int)wait, &msg) == 1) {
+        int got = source_poll(l->src, (int)wait, &msg);
+        if (got == 1) {
             loop_take(l, &msg, now);
             source_message_done(l->src, &msg);
         }
@@ -489,20 +596,26 @@ int loop_run(loop_t *l)
         size_t held = batch_message_count(l->batch);
         if (l->stalled) {
             if (now >= l->retry_at_ms)
-                loop_try_flush(l, now);
+                loop_try_flush(l, now, false);
         } else if (held && (held >= (size_t)l->rt.cfg->batch_max_events ||
                             batch_bytes(l->batch) >= MAX_BATCH_BYTES ||
                             now - l->batch_first_ms >= l->rt.cfg->batch_max_ms)) {
-            loop_try_flush(l, now);
+            loop_try_flush(l, now, false);
+        } else if (l->inflight && got == 0) {
+            /* Idle: confirm the batch in flight now rather than at the next flush. */
+            loop_try_flush(l, now, true);
         }
     }
     log_info("stopping: flushing %zu held messages", batch_message_count(l->batch));
-    for (int attempt = 0; attempt < 3 && batch_message_count(l->batch); attempt++)
-        if (loop_flush(l, wall_ms()) != 0)
-            nanosleep(&(struct timespec){1, 0}, NULL);
-    if (batch_message_count(l->batch))
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (loop_flush(l, true) == 0)
+            break;
+        nanosleep(&(struct timespec){1, 0}, NULL);
+    }
+    size_t left = batch_message_count(l->batch) + (l->inflight ? batch_message_count(l->inflight) : 0);
+    if (left)
         log_warn("%zu messages not flushed; their offsets were not stored, so they will be "
                  "consumed again at the next start",
-                 batch_message_count(l->batch));
+                 left);
     return 0;
 }

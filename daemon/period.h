@@ -23,7 +23,10 @@ typedef struct period_set {
 } period_set_t;
 
 /* Opens a zone by IANA name ("Europe/Moscow", "UTC"). Returns NULL and fills err when
- * the name is unsafe (absolute, "..") or no valid TZif file exists for it. */
+ * the name is unsafe (empty, absolute, "..", a character outside [A-Za-z0-9_+./-]) or no
+ * valid TZif file exists for it under $TZDIR (default /usr/share/zoneinfo). Files must be
+ * TZif v2 or later without leap seconds (so "right/..." zones are refused). "UTC" and
+ * "Etc/UTC" work even when no tzdata is installed. */
 period_zone_t *period_zone_open(const char *iana_name, char *err, size_t errlen);
 void period_zone_free(period_zone_t *zone);
 const char *period_zone_name(const period_zone_t *zone);
@@ -34,7 +37,7 @@ const char *period_zone_name(const period_zone_t *zone);
 period_zone_t *period_zone_open_posix(const char *tz, char *err, size_t errlen);
 
 /* The periods containing utc_ms. The returned pointer is owned by the zone and valid until
- * the next call on the same zone. Never NULL. Instants outside years 1..9999 are clamped
+ * the next period_of or period_utc_offset_s call on the same zone. Never NULL. Instants outside years 1..9999 are clamped
  * into that range (so ids always have 4-digit years); for those, start_ms <= utc_ms < end_ms
  * does not hold. Otherwise it always does, for every kind. A day's bounds run from local
  * midnight (or the change that skipped it) to the next day's; a date that occurs twice,

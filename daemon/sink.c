@@ -22,6 +22,11 @@ struct sink {
     uint64_t commands;
     bool watching;
     int64_t last_event_ts; /* read under WATCH in sink_begin */
+    /* A commit sent and not yet answered: how many replies precede EXEC's, and what it
+     * adds to the meta counters if it commits. */
+    bool in_flight;
+    size_t in_flight_queued;
+    struct sink_totals in_flight_totals;
 
     char key_meta[KEYS_MAX], key_dedup[KEYS_MAX], key_managers[KEYS_MAX], key_updates[KEYS_MAX];
     char (*key_offsets)[KEYS_MAX]; /* per topic */
@@ -91,6 +96,7 @@ static void sink_disconnect(sink_t *s)
         redisFree(s->redis);
     s->redis = NULL;
     s->watching = false;
+    s->in_flight = false;
 }
 
 void sink_free(sink_t *s)
@@ -228,6 +234,10 @@ static void sink_arg(sink_t *s, size_t i, const char *str)
 int sink_claim(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
                int64_t *offsets, char *err, size_t errlen)
 {
+    if (s->in_flight) {
+        snprintf(err, errlen, "internal error: a flush is still in flight");
+        return -1;
+    }
     if (sink_connect(s, err, errlen) != 0)
         return -1;
     if (n == 0)
@@ -302,6 +312,10 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
                char *err, size_t errlen)
 {
     *n_fenced = 0;
+    if (s->in_flight) {
+        snprintf(err, errlen, "internal error: a flush is still in flight");
+        return -1;
+    }
     if (sink_connect(s, err, errlen) != 0)
         return -1;
     size_t n_events = batch_event_count(batch);
@@ -464,15 +478,15 @@ static int json_reserve(sink_t *s, size_t need)
     return 0;
 }
 
-enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
-                                    sink_counter_name_fn counter_name, void *name_ctx,
-                                    int64_t now_ms, struct sink_totals *totals, char *err,
-                                    size_t errlen)
+int sink_commit_send(sink_t *s, batch_t *batch, const agg_t *agg,
+                     sink_counter_name_fn counter_name, void *name_ctx, int64_t now_ms,
+                     char *err, size_t errlen)
 {
+    struct sink_totals *totals = &s->in_flight_totals;
     memset(totals, 0, sizeof *totals);
     if (!s->redis) {
         snprintf(err, errlen, "redis %s: not connected", s->address);
-        return SINK_FAILED;
+        return -1;
     }
     size_t n_events = batch_event_count(batch);
     size_t queued = 0;
@@ -481,7 +495,7 @@ enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
     snprintf(horizon, sizeof horizon, "%" PRId64, now_ms - s->dedup_window_ms);
     if (sink_argv_reserve(s, 2 * n_events + batch_partition_count(batch) * 2 + 8) != 0) {
         snprintf(err, errlen, "out of memory");
-        return SINK_FAILED;
+        return -1;
     }
 
     redisAppendCommand(s->redis, "MULTI");
@@ -548,9 +562,10 @@ enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
     /* Managers seen, for kpi:managers and the change feed. */
     if (n_managers) {
         if (json_reserve(s, 64 + n_managers * (EVENT_MANAGER_MAX + 3)) != 0) {
+            /* Commands are already buffered: drop the connection rather than half-send. */
             snprintf(err, errlen, "out of memory");
-            redisAppendCommand(s->redis, "DISCARD");
-            goto read_replies_failed;
+            sink_disconnect(s);
+            return -1;
         }
         dedup_reset(s->managers);
         argc = 0;
@@ -600,6 +615,34 @@ enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
     redisAppendCommand(s->redis, "EXEC");
     s->commands += queued + 1;
 
+    /* Send now, read later: Redis applies this batch while the next one is consumed. */
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->redis, &done) != REDIS_OK) {
+            snprintf(err, errlen, "redis %s: %s", s->address,
+                     s->redis->errstr[0] ? s->redis->errstr : "write failed");
+            sink_disconnect(s);
+            return -1;
+        }
+    s->in_flight = true;
+    s->in_flight_queued = queued;
+    return 0;
+}
+
+bool sink_commit_pending(const sink_t *s) { return s->in_flight; }
+
+enum sink_commit_result sink_commit_wait(sink_t *s, struct sink_totals *totals, char *err,
+                                         size_t errlen)
+{
+    memset(totals, 0, sizeof *totals);
+    if (!s->in_flight || !s->redis) {
+        snprintf(err, errlen, "redis %s: connection lost before the flush was answered",
+                 s->address);
+        return SINK_FAILED;
+    }
+    size_t queued = s->in_flight_queued;
+    s->in_flight = false;
+
     /* Replies: +OK for MULTI, +QUEUED (or an error) per command, then EXEC's. */
     char first_error[256] = "";
     redisReply *r;
@@ -632,16 +675,19 @@ enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
             }
     }
     freeReplyObject(r);
-    if (result != SINK_COMMITTED)
-        memset(totals, 0, sizeof *totals);
+    if (result == SINK_COMMITTED)
+        *totals = s->in_flight_totals;
     return result;
+}
 
-read_replies_failed:
-    for (size_t i = 0; i < queued + 2; i++) {
-        if (!(r = sink_read(s, err, errlen)))
-            return SINK_FAILED;
-        freeReplyObject(r);
+enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
+                                    sink_counter_name_fn counter_name, void *name_ctx,
+                                    int64_t now_ms, struct sink_totals *totals, char *err,
+                                    size_t errlen)
+{
+    if (sink_commit_send(s, batch, agg, counter_name, name_ctx, now_ms, err, errlen) != 0) {
+        memset(totals, 0, sizeof *totals);
+        return SINK_FAILED;
     }
-    s->watching = false;
-    return SINK_FAILED;
+    return sink_commit_wait(s, totals, err, errlen);
 }

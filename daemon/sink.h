@@ -87,6 +87,16 @@ enum sink_commit_result sink_commit(sink_t *sink, batch_t *batch, const agg_t *a
                                     int64_t now_ms, struct sink_totals *totals, char *err,
                                     size_t errlen);
 
+/* The same in two halves, so Redis can apply one batch while the next is consumed:
+ * send the transaction without waiting (0, or -1 when the connection failed), then read
+ * its answer. Nothing else may be sent on this sink in between. */
+int sink_commit_send(sink_t *sink, batch_t *batch, const agg_t *agg,
+                     sink_counter_name_fn counter_name, void *name_ctx, int64_t now_ms,
+                     char *err, size_t errlen);
+bool sink_commit_pending(const sink_t *sink);
+enum sink_commit_result sink_commit_wait(sink_t *sink, struct sink_totals *totals, char *err,
+                                         size_t errlen);
+
 /* Drops any WATCH (the caller abandoned a flush after sink_begin). */
 void sink_abort(sink_t *sink);
 

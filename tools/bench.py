@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""kpid benchmark: run by hand (never in CI), prints one block of figures.
+
+  /usr/bin/python3 tools/bench.py [--build build] [--events 1000000] [--big 5000000]
+
+Measures, on this machine, against a local redis-server and the dev broker:
+  raw consume rate   a librdkafka consumer that only reads the pre-produced topic
+  end to end         kpid consuming the same events into Redis (first to last applied)
+  ratio              end to end / raw
+  redis commands     per event (INFO total_commands_processed delta / events)
+  latency            produce -> visible in Redis at a steady 20k events/s (p50, p99)
+  peak RSS           VmHWM of kpid after 1M and after 5M events
+Every topic is checked for dropped data (mock broker low watermark must stay 0).
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Bench:
+    def __init__(self, build, work):
+        self.build, self.work, self.procs = build, work, []
+
+    def spawn(self, argv, log, **kw):
+        p = subprocess.Popen(argv, stdout=kw.pop("stdout", subprocess.DEVNULL),
+                             stderr=open(os.path.join(self.work, log), "w"),
+                             stdin=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    def start_infra(self, topics):
+        self.redis_port = free_port()
+        self.spawn(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", self.work], "redis.log")
+        bootfile = os.path.join(self.work, "bootstrap")
+        args = [os.path.join(self.build, "kpi-devbroker"), "-p", bootfile]
+        for t in topics:
+            args += ["-t", t]
+        self.spawn(args, "broker.log")
+        for _ in range(200):
+            if os.path.exists(bootfile) and open(bootfile).read().strip():
+                break
+            time.sleep(0.05)
+        self.brokers = open(bootfile).read().strip()
+        self.r = redis.Redis(port=self.redis_port)
+        for _ in range(200):
+            try:
+                self.r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+
+    def config(self, name, topic, group, **over):
+        cfg = {
+            "kafka": {"brokers": self.brokers, "topics": [topic], "group": group,
+                      "properties": {"session.timeout.ms": "6000",
+                                     "heartbeat.interval.ms": "500"}},
+            "redis": {"port": self.redis_port},
+            "time_zone": "Europe/Moscow",
+            "teams": {"moscow": {"time_zone": "Europe/Moscow"},
+                      "nyc": {"time_zone": "America/New_York"},
+                      "delhi": {"time_zone": "Asia/Kolkata"}},
+            "managers": {f"m{i:03d}": {"team": ["moscow", "nyc", "delhi"][i % 3]}
+                         for i in range(60)},
+            "internal": {"domains": ["ourcompany.ru"], "phone_prefixes": ["+7495100"]},
+        }
+        cfg["log_level"] = os.environ.get("KPI_BENCH_LOG_LEVEL", "info")
+        extra = os.environ.get("KPI_BENCH_KAFKA_PROPS")
+        if extra:
+            cfg["kafka"]["properties"].update(json.loads(extra))
+        cfg.update(over)
+        path = os.path.join(self.work, name + ".json")
+        json.dump(cfg, open(path, "w"))
+        return path
+
+    def low_watermarks_zero(self, topic):
+        c = Consumer({"bootstrap.servers": self.brokers, "group.id": "bench-wm"})
+        md = c.list_topics(topic, timeout=10)
+        bad = []
+        for p in md.topics[topic].partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if lo != 0:
+                bad.append((p, lo))
+        c.close()
+        if bad:
+            sys.exit(f"DATA DROPPED by the mock broker in {topic}: {bad}")
+
+    def generate(self, cfg, topic, count, seed):
+        t = time.time()
+        out = subprocess.run([os.path.join(self.build, "kpi-gen"), "-b", self.brokers, "-t", topic,
+                              "-c", cfg, "--seed", str(seed), "--count", str(count),
+                              "--dup-frac", "0.01", "--invalid-frac", "0.01", "--stats"],
+                             check=True, capture_output=True, text=True)
+        self.low_watermarks_zero(topic)
+        return time.time() - t, out.stdout.strip()
+
+    def meta_consumed(self, prefix="kpi"):
+        m = self.r.hgetall(f"{prefix}:meta")
+        return sum(int(m.get(k, 0)) for k in (b"events_applied", b"events_invalid",
+                                              b"events_duplicate"))
+
+    def run_kpid(self, cfg, count, prefix="kpi"):
+        before = int(self.r.info("stats")["total_commands_processed"])
+        cpu = self.r.info("cpu")
+        redis_cpu0 = cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+        wrap = os.environ.get("KPI_BENCH_WRAP", "").split()
+        p = self.spawn(wrap + [os.path.join(self.build, "kpid"), "-c", cfg],
+                       "kpid-" + prefix + ".log")
+        t0 = c0 = None
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            c = self.meta_consumed(prefix)
+            if t0 is None and c > 0:
+                t0, c0 = time.time(), c
+            if c >= count:
+                break
+            time.sleep(0.005)
+        t1 = time.time()
+        hwm = 0
+        for line in open(f"/proc/{p.pid}/status"):
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) // 1024
+        after = int(self.r.info("stats")["total_commands_processed"])
+        cpu = self.r.info("cpu")
+        redis_cpu = cpu["used_cpu_user"] + cpu["used_cpu_sys"] - redis_cpu0
+        fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+        kpid_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        print(f"  cpu seconds: kpid {kpid_cpu:.1f} (all threads), redis {redis_cpu:.1f}, "
+              f"wall {t1 - (t0 or t1):.1f}")
+        p.terminate()
+        p.wait(60)
+        consumed = self.meta_consumed(prefix)
+        if consumed != count:
+            sys.exit(f"kpid consumed {consumed}, expected {count}")
+        rate = (count - c0) / (t1 - t0) if t1 > t0 else float("nan")
+        return rate, (after - before) / count, hwm
+
+
+def latency(b, cfg_path, topic, rate=20000, seconds=20):
+    p = b.spawn([os.path.join(b.build, "kpid"), "-c", cfg_path], "kpid-lat.log")
+    prod = Producer({"bootstrap.servers": b.brokers, "linger.ms": 2, "compression.type": "lz4",
+                     "queue.buffering.max.messages": 1000000})
+
+    def event(i):
+        return json.dumps({"event_id": f"lat-{i}", "type": "call", "manager_id": f"m{i % 60:03d}",
+                           "ts": int(time.time() * 1000), "direction": "outbound",
+                           "status": "connected", "duration_s": 30}).encode()
+
+    # Warm up: wait until kpid has joined and applied one message.
+    prod.produce(topic, event(-1), key=b"m000")
+    prod.flush()
+    deadline = time.time() + 60
+    while b.meta_consumed("lat") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    base = b.meta_consumed("lat")
+
+    seen = []  # (time, applied) after every flush
+    stop = threading.Event()
+    sub = redis.Redis(port=b.redis_port).pubsub()
+    sub.subscribe("lat:updates")
+
+    def watch():
+        rr = redis.Redis(port=b.redis_port)
+        while not stop.is_set():
+            m = sub.get_message(timeout=0.05)
+            if m and m["type"] == "message":
+                seen.append((time.time(), int(rr.hget("lat:meta", "events_applied") or 0)))
+
+    th = threading.Thread(target=watch)
+    th.start()
+    n = rate * seconds
+    sent = [0.0] * n
+    start = time.time()
+    for i in range(n):
+        target = start + i / rate
+        while True:
+            now = time.time()
+            if now >= target:
+                break
+            time.sleep(min(target - now, 0.001))
+        sent[i] = time.time()
+        prod.produce(topic, event(i), key=f"m{i % 60:03d}".encode())
+        if i % 500 == 0:
+            prod.poll(0)
+    prod.flush()
+    deadline = time.time() + 30
+    while b.meta_consumed("lat") < base + n and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    stop.set()
+    th.join()
+    p.terminate()
+    p.wait(30)
+    achieved = n / (sent[-1] - sent[0])
+    lat, j = [], 0
+    seen.sort()
+    for i in range(n):
+        while j < len(seen) and seen[j][1] < base + i + 1:
+            j += 1
+        if j == len(seen):
+            break
+        lat.append((seen[j][0] - sent[i]) * 1000)
+    lat.sort()
+    if len(lat) < n:
+        sys.exit(f"only {len(lat)} of {n} latency samples became visible")
+    return achieved, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], lat[-1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=5_000_000)
+    ap.add_argument("--skip-big", action="store_true")
+    args = ap.parse_args()
+    # The mock broker keeps <= 5 MiB of compressed batches per partition: ~1 partition per
+    # 60k events is a safe margin with zstd.
+    parts = max(8, args.events // 60000)
+    big_parts = max(8, args.big // 60000)
+    work = tempfile.mkdtemp(prefix="kpi-bench.")
+    b = Bench(os.path.abspath(args.build), work)
+    try:
+        topics = [f"bench.a:{parts}", "bench.lat:1", "kpi.events.dlq:4"]
+        if not args.skip_big:
+            topics.append(f"bench.b:{big_parts}")
+        b.start_infra(topics)
+        cfg_a = b.config("a", "bench.a", "ga")
+        secs, stats = b.generate(cfg_a, "bench.a", args.events, 1)
+        print(f"produced {args.events} events in {secs:.1f} s ({stats})")
+        raw = subprocess.run([os.path.join(b.build, "kpi-bench"), "-b", b.brokers, "-t", "bench.a",
+                              "-n", str(args.events)], check=True, capture_output=True,
+                             text=True).stdout
+        raw_rate = float(raw.split("rate=")[1].split()[0])
+        e2e, cmds, rss1 = b.run_kpid(cfg_a, args.events)
+        print(f"raw consume:        {raw_rate:,.0f} events/s")
+        print(f"kpid end to end:    {e2e:,.0f} events/s ({args.events:,} events)")
+        print(f"ratio:              {e2e / raw_rate:.2f}")
+        print(f"redis commands:     {cmds:.3f} per event")
+        print(f"peak RSS at {args.events / 1e6:g}M:   {rss1} MiB")
+        cfg_l = b.config("lat", "bench.lat", "gl", redis={"port": b.redis_port, "prefix": "lat"})
+        achieved, p50, p99, pmax = latency(b, cfg_l, "bench.lat")
+        print(f"latency @ {achieved:,.0f}/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {pmax:.0f} ms "
+              "(produce -> visible in redis)")
+        if not args.skip_big:
+            b.r.flushall()
+            cfg_b = b.config("b", "bench.b", "gb")
+            secs, stats = b.generate(cfg_b, "bench.b", args.big, 2)
+            e2e5, cmds5, rss5 = b.run_kpid(cfg_b, args.big)
+            print(f"kpid end to end:    {e2e5:,.0f} events/s ({args.big:,} events)")
+            print(f"peak RSS at {args.big / 1e6:g}M:   {rss5} MiB ({(rss5 - rss1) / rss1 * 100:+.0f}% vs "
+                  f"{args.events / 1e6:g}M)")
+    finally:
+        b.close()
+        print(f"logs in {work}")
+
+
+if __name__ == "__main__":
+    main()
