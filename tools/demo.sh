@@ -18,11 +18,15 @@ cmake --build build -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d /tmp/kpid-demo.XXXXXX)
 pids=()
+# Children run in their own sessions so Ctrl-C reaches only this script, which then stops
+# them newest first and waits for each: kpid flushes while Redis and the broker still run.
 cleanup() {
     trap - INT TERM EXIT
     printf '\nstopping demo...\n'
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[$i]}" 2>/dev/null || continue
+        for _ in $(seq 300); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
+    done
     echo "logs kept in $work"
 }
 trap cleanup INT TERM EXIT
@@ -32,11 +36,11 @@ free_port() {
 }
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+setsid redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
     --appendonly yes --logfile "$work/redis.log" &
 pids+=($!)
 
-build/kpi-devbroker -t kpi.events:8 -t kpi.events.dlq:1 -t kpi.alerts:1 \
+setsid build/kpi-devbroker -t kpi.events:8 -t kpi.events.dlq:1 -t kpi.alerts:1 \
     -p "$work/bootstrap" >"$work/broker.out" 2>"$work/broker.log" </dev/null &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
@@ -46,7 +50,7 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 sed -e "s/@BROKERS@/$brokers/" -e "s/@REDIS_PORT@/$redis_port/" config/demo.jsonc >"$work/kpid.jsonc"
 build/kpid -c "$work/kpid.jsonc" --check-config
 
-build/kpid -c "$work/kpid.jsonc" 2>"$work/kpid.log" &
+setsid build/kpid -c "$work/kpid.jsonc" 2>"$work/kpid.log" &
 pids+=($!)
 
 if [ $fast -eq 1 ]; then
@@ -55,7 +59,7 @@ if [ $fast -eq 1 ]; then
         --days 30 --start "$start" --dup-frac 0.01 --invalid-frac 0.01 --stats \
         >"$work/gen-history.out" 2>"$work/gen-history.log"
 fi
-build/kpi-gen -b "$brokers" -t kpi.events -c "$work/kpid.jsonc" --seed 7 --live --rate 40 \
+setsid build/kpi-gen -b "$brokers" -t kpi.events -c "$work/kpid.jsonc" --seed 7 --live --rate 40 \
     --dup-frac 0.01 --invalid-frac 0.01 >"$work/gen.out" 2>"$work/gen.log" &
 pids+=($!)
 
