@@ -317,7 +317,12 @@ static int loop_write(loop_t *l, batch_t *b, bool send_only)
             goto failed;
         for (size_t i = 0; i < n_fenced; i++) {
             batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
-            source_disown(l->src, fenced[i].topic, fenced[i].partition);
+            if (fenced[i].already_written)
+                log_info("%s [%d]: the previous flush was applied though its answer was "
+                         "lost; not applying it again",
+                         source_topic_name(l->src, fenced[i].topic), (int)fenced[i].partition);
+            else
+                source_disown(l->src, fenced[i].topic, fenced[i].partition);
         }
         if (batch_message_count(b) == 0) {
             sink_abort(l->sink);

@@ -372,22 +372,25 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
             sink_arg(s, i + 2, batch_event_at(batch, candidates[i])->event.event_id);
         sink_append_argv(s, (int)n_candidates + 2);
     }
+    /* Per topic: the fence tokens, then the stored offsets, of the batch's partitions. */
     size_t n_hmget = 0;
     for (size_t t = 0; t < s->n_topics; t++) {
         if (!present[t])
             continue;
-        argc = 0;
-        sink_arg(s, argc++, "HMGET");
-        sink_arg(s, argc++, s->key_fence[t]);
-        for (size_t i = 0; i < n_parts; i++) {
-            const batch_partition_t *p = batch_partition_at(batch, i);
-            if (p->topic != (int)t)
-                continue;
-            snprintf(s->part_ids[i], sizeof s->part_ids[i], "%" PRId32, p->partition);
-            sink_arg(s, argc++, s->part_ids[i]);
+        for (int which = 0; which < 2; which++) {
+            argc = 0;
+            sink_arg(s, argc++, "HMGET");
+            sink_arg(s, argc++, which == 0 ? s->key_fence[t] : s->key_offsets[t]);
+            for (size_t i = 0; i < n_parts; i++) {
+                const batch_partition_t *p = batch_partition_at(batch, i);
+                if (p->topic != (int)t)
+                    continue;
+                snprintf(s->part_ids[i], sizeof s->part_ids[i], "%" PRId32, p->partition);
+                sink_arg(s, argc++, s->part_ids[i]);
+            }
+            sink_append_argv(s, (int)argc);
+            n_hmget++;
         }
-        sink_append_argv(s, (int)argc);
-        n_hmget++;
     }
 
     redisReply *r;
@@ -418,24 +421,38 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
     for (size_t t = 0, h = 0; t < s->n_topics && h < n_hmget; t++) {
         if (!present[t])
             continue;
-        h++;
-        if (!(r = sink_read(s, err, errlen)))
+        redisReply *tokens = sink_read(s, err, errlen);
+        if (!tokens)
             goto out;
+        redisReply *stored = sink_read(s, err, errlen);
+        if (!stored) {
+            freeReplyObject(tokens);
+            goto out;
+        }
+        h += 2;
         size_t k = 0;
         for (size_t i = 0; i < n_parts; i++) {
             const batch_partition_t *p = batch_partition_at(batch, i);
             if (p->topic != (int)t)
                 continue;
-            int64_t stored = -1;
-            if (r->type == REDIS_REPLY_ARRAY && k < r->elements &&
-                r->element[k]->type == REDIS_REPLY_STRING)
-                stored = strtoll(r->element[k]->str, NULL, 10);
+            int64_t token = -1, offset = -1;
+            if (tokens->type == REDIS_REPLY_ARRAY && k < tokens->elements &&
+                tokens->element[k]->type == REDIS_REPLY_STRING)
+                token = strtoll(tokens->element[k]->str, NULL, 10);
+            if (stored->type == REDIS_REPLY_ARRAY && k < stored->elements &&
+                stored->element[k]->type == REDIS_REPLY_STRING)
+                offset = strtoll(stored->element[k]->str, NULL, 10);
             k++;
             int64_t mine = token_of(token_ctx, p->topic, p->partition);
-            if ((mine < 0 || stored != mine) && *n_fenced < max_fenced)
-                fenced[(*n_fenced)++] = (struct sink_fenced){p->topic, p->partition};
+            bool fenced_off = mine < 0 || token != mine;
+            /* We own it, so nobody else moved its offset: only our own commit of these
+             * very messages can have put it at or past the batch's end. */
+            bool written = !fenced_off && offset >= p->next_offset;
+            if ((fenced_off || written) && *n_fenced < max_fenced)
+                fenced[(*n_fenced)++] = (struct sink_fenced){p->topic, p->partition, written};
         }
-        freeReplyObject(r);
+        freeReplyObject(tokens);
+        freeReplyObject(stored);
     }
     rc = 0;
     goto out;

@@ -61,10 +61,14 @@ typedef int64_t (*sink_token_fn)(void *ctx, int topic, int32_t partition);
 struct sink_fenced {
     int topic;
     int32_t partition;
+    /* false: owned by another kpid now. true: still ours, but the stored offset already
+     * covers this batch: a previous commit of it landed and only its reply was lost. */
+    bool already_written;
 };
 
 /* First round trip. Marks duplicates (within the batch and against Redis) in the batch and
- * lists the partitions this process no longer owns (at most `max_fenced`). Returns 0, or -1
+ * lists the partitions whose records must not be written (at most `max_fenced`): those this
+ * process no longer owns, and those an earlier, unanswered commit already wrote. Returns 0, or -1
  * with err (connection dropped; the caller backs off and retries). */
 int sink_begin(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,

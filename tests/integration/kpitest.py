@@ -413,10 +413,11 @@ class Kpid:
     """One kpid process. Its stderr (and stdout) go to log_path; restarts append to the
     same log so a failure shows the whole story."""
 
-    def __init__(self, workdir, config_path, name="kpid", extra_args=()):
+    def __init__(self, workdir, config_path, name="kpid", extra_args=(), wrapper=()):
         self.dir = workdir
         self.config_path = config_path
         self.name = name
+        self.wrapper = list(wrapper)  # e.g. ["valgrind", "--error-exitcode=99"]
         self.log_path = os.path.join(workdir, "%s.log" % name)
         self.extra_args = list(extra_args)
         self.proc = None
@@ -426,7 +427,8 @@ class Kpid:
         self.starts += 1
         with open(self.log_path, "ab") as f:
             f.write(b"===== kpitest: start #%d =====\n" % self.starts)
-        self.proc = spawn([binary("kpid"), "-c", self.config_path] + self.extra_args, self.log_path)
+        self.proc = spawn(self.wrapper + [binary("kpid"), "-c", self.config_path] + self.extra_args,
+                          self.log_path)
         return self
 
     def running(self):
@@ -950,11 +952,11 @@ class Env:
     def write_config(self, cfg, name="kpid.json"):
         return write_config(os.path.join(self.dir, name), cfg)
 
-    def kpid(self, cfg, name=None, start=True, extra_args=()):
+    def kpid(self, cfg, name=None, start=True, extra_args=(), wrapper=()):
         """Writes cfg (a dict, or a path to an existing file) and starts kpid on it."""
         name = name or "kpid%d" % (len(self.kpids) + 1)
         path = cfg if isinstance(cfg, str) else self.write_config(cfg, name + ".json")
-        k = Kpid(self.dir, path, name=name, extra_args=extra_args)
+        k = Kpid(self.dir, path, name=name, extra_args=extra_args, wrapper=wrapper)
         self._owned.append(k)
         self.kpids.append(k)
         return k.start() if start else k

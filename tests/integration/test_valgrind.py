@@ -1,0 +1,45 @@
+"""The integration path under valgrind: kpid consumes a generated stream with invalid
+messages and duplicates (so the DLQ producer, dedup and every parser branch run), stops on
+SIGTERM, and valgrind must report no memory error and no definite leak. The Redis contents
+are still checked against the reference model. Skipped for sanitizer builds (ASan and
+valgrind cannot share a process); tools/test.sh runs the release build too, so CI covers it."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import expect
+import kpitest
+from test_exact import GEN_CONFIG, EVENTS_TOPIC, check_state, start_stack
+
+
+def _is_asan_build():
+    out = subprocess.run(["ldd", kpitest.binary("kpid")], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_kpid_under_valgrind(env):
+    if _is_asan_build():
+        pytest.skip("sanitizer build: valgrind runs on the release build")
+    redis = env.redis()
+    broker = env.broker()
+    cfg = env.config(broker, redis, **GEN_CONFIG)
+    vg_log = os.path.join(env.dir, "valgrind.log")
+    kpid = env.kpid(cfg, wrapper=[
+        "valgrind", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=definite",
+        "--errors-for-leak-kinds=definite", "--log-file=" + vg_log])
+    gen = kpitest.run_gen(env.dir, env.write_config(cfg, "gen.json"), seed=11, count=3000,
+                          dup_frac=0.03, invalid_frac=0.05)
+    msgs = kpitest.produce(broker.bootstrap, EVENTS_TOPIC, gen)
+    kpitest.wait_consumed(redis.client(), len(msgs), kpid, timeout=240)
+    kpitest.assert_low_watermarks_zero(broker, list(broker.topics))
+    exp = expect.model(msgs, cfg, int(time.time() * 1000))
+    assert int(exp.meta.get("events_invalid", 0)) > 0 and int(exp.meta.get("events_duplicate", 0)) > 0
+    check_state(redis, broker, cfg, exp, kpid)
+    rc = kpid.stop(timeout=120)
+    report = open(vg_log).read()
+    assert rc == 0, "valgrind/kpid exit %s:\n%s" % (rc, report[-4000:])
+    assert "Memcheck" in report and "ERROR SUMMARY: 0 errors" in report, report[-4000:]
