@@ -778,7 +778,7 @@ static void set_defaults(struct vctx *v)
     c->touch_min_call_s = 10;
     c->dedup_window_s = 604800;
     c->future_skew_s = 86400;
-    c->batch_max_events = 5000;
+    c->batch_max_events = 20000;
     c->batch_max_ms = 100;
     c->max_message_bytes = 1048576;
     c->retention_day_s = 120 * 86400;

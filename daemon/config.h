@@ -76,7 +76,7 @@ typedef struct config {
     struct config_stage *stages;         /* default: the contract's seven stages */
     size_t n_stages;
 
-    int batch_max_events;                /* flush after this many messages, default 5000 */
+    int batch_max_events;                /* flush after this many messages, default 20000 */
     int batch_max_ms;                    /* or after this long, default 100 */
     size_t max_message_bytes;            /* default 1 MiB */
     int64_t retention_day_s;             /* day keys live this long after the day, default 120 d */

@@ -91,6 +91,8 @@ class Bench:
             "internal": {"domains": ["ourcompany.ru"], "phone_prefixes": ["+7495100"]},
         }
         cfg["log_level"] = os.environ.get("KPI_BENCH_LOG_LEVEL", "info")
+        if os.environ.get("KPI_BENCH_BATCH"):
+            cfg["batch"] = {"max_events": int(os.environ["KPI_BENCH_BATCH"])}
         extra = os.environ.get("KPI_BENCH_KAFKA_PROPS")
         if extra:
             cfg["kafka"]["properties"].update(json.loads(extra))

@@ -1059,11 +1059,11 @@ static int sink_open_kafka(struct sink *s, const struct opts *o, const gen_t *g)
         set_conf(conf, "compression.codec", "zstd") || set_conf(conf, "linger.ms", "50") ||
         set_conf(conf, "batch.num.messages", "10000") ||
         set_conf(conf, "batch.size", "1000000") ||
-        set_conf(conf, "queue.buffering.max.messages", "2000000") ||
+        set_conf(conf, "queue.buffering.max.messages", "500000") ||
         set_conf(conf, "queue.buffering.max.kbytes", "2097151") ||
         set_conf(conf, "message.max.bytes", buf) ||
         set_conf(conf, "enable.idempotence", "true") ||
-        set_conf(conf, "compression.level", "6") || set_conf(conf, "client.id", "kpi-gen")) {
+        set_conf(conf, "compression.level", "1") || set_conf(conf, "client.id", "kpi-gen")) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
@@ -1162,10 +1162,11 @@ static int64_t group_lag(struct sink *s, const char *topic) {
  * until the lag is down to 3/4 of the maximum, so each measurement buys a quarter of
  * lag_max messages at least. */
 static void lag_wait(struct sink *s, const struct opts *o) {
-    int64_t since = mono_ms();
+    int64_t since;
     bool warned = false;
     if (!s->lag_rk || s->lag_budget-- > 0)
         return;
+    since = mono_ms();
     for (;;) {
         int64_t lag = group_lag(s, o->topic);
         if (lag >= 0 && lag <= o->lag_max - o->lag_max / 4) {

@@ -113,7 +113,7 @@ static void test_defaults(void **state)
         assert_int_equal(c->stages[i].terminal, stages[i].terminal);
         assert_string_equal(names[i], stages[i].name);
     }
-    assert_int_equal(c->batch_max_events, 5000);
+    assert_int_equal(c->batch_max_events, 20000);
     assert_int_equal(c->batch_max_ms, 100);
     assert_int_equal(c->max_message_bytes, 1048576);
     assert_int_equal(c->retention_day_s, 10368000);
@@ -264,7 +264,7 @@ static void test_shipped_files(void **state)
     /* The example documents the defaults by spelling them out. */
     assert_string_equal(c->kafka_group, "kpid");
     assert_int_equal(c->redis_port, 6379);
-    assert_int_equal(c->batch_max_events, 5000);
+    assert_int_equal(c->batch_max_events, 20000);
     assert_int_equal(c->retention_week_s, 63072000);
     assert_int_equal(c->n_stages, 7);
     assert_non_null(config_team_find(c, "moscow-smb"));
