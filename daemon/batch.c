@@ -11,8 +11,10 @@ struct batch {
     batch_partition_t *partitions;
     size_t n_partitions, cap_partitions;
     size_t bytes;
-    uint64_t next_seq;
 };
+
+/* Process-wide, so a delivery report can be matched to its record whichever batch holds it. */
+static uint64_t batch_next_seq;
 
 batch_t *batch_new(void) { return calloc(1, sizeof(batch_t)); }
 
@@ -124,7 +126,7 @@ batch_invalid_t *batch_add_invalid(batch_t *batch, int topic, int32_t partition,
     memcpy(rec->reason, reason, n);
     rec->reason[n] = '\0';
     rec->dlq = DLQ_UNSENT;
-    rec->seq = ++batch->next_seq;
+    rec->seq = ++batch_next_seq;
     batch->n_invalid++;
     batch->bytes += sizeof *rec + key_len + value_len;
     return rec;

@@ -31,7 +31,7 @@ typedef struct batch_invalid {
     size_t value_len;
     char reason[256];
     enum dlq_state dlq;
-    uint64_t seq;       /* stable id for delivery reports (indices move on drops) */
+    uint64_t seq;       /* process-wide id for delivery reports (indices move on drops) */
 } batch_invalid_t;
 
 typedef struct batch_partition {

@@ -20,6 +20,7 @@
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 30000
 #define STATS_EVERY_MS 60000
+#define PIPELINE_STEP_MS 10
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -50,10 +51,12 @@ struct loop {
     source_t *src;
     sink_t *sink;
     agg_t *agg;
-    batch_t *batch;    /* being filled */
-    batch_t *inflight; /* written and not yet confirmed (or to be written again), or NULL */
-    batch_t *spare;    /* the second batch object while nothing is in flight */
-    bool inflight_sent;
+    batch_t *batch;      /* being filled */
+    batch_t *checking;   /* reads sent (or to be redone), or NULL */
+    batch_t *committing; /* transaction sent (or to be redone), or NULL */
+    batch_t *spares[3];  /* the batch objects not in use */
+    bool checking_sent, committing_sent;
+    int64_t checking_sent_ms, checking_started_us, committing_started_us;
     int64_t flush_started_us;
     int64_t batch_first_ms;
     bool stalled;
@@ -165,8 +168,10 @@ static void loop_revoke(void *ctx, const struct source_partition *parts, size_t 
     /* Whatever is left of them was never written: the next owner re-reads it. */
     for (size_t i = 0; i < n; i++) {
         batch_drop_partition(l->batch, parts[i].topic, parts[i].partition);
-        if (l->inflight)
-            batch_drop_partition(l->inflight, parts[i].topic, parts[i].partition);
+        if (l->checking)
+            batch_drop_partition(l->checking, parts[i].topic, parts[i].partition);
+        if (l->committing)
+            batch_drop_partition(l->committing, parts[i].topic, parts[i].partition);
     }
 }
 
@@ -277,7 +282,8 @@ static int loop_wait_dlq(loop_t *l, batch_t *b)
                      l->rt.cfg->kafka_dlq_topic, DLQ_ACK_WAIT_MS / 1000);
             return -1;
         }
-        source_dlq_poll(l->src, b, 20);
+        batch_t *const live[] = {l->batch, l->checking, l->committing};
+        source_dlq_poll(l->src, live, 3, 20);
     }
 }
 
@@ -296,11 +302,23 @@ static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, in
     batch_clear(b);
 }
 
-/* Writes one batch: DLQ acknowledged, sink_begin, aggregate, commit. With send_only the
- * transaction is sent and left in flight (returns 1); otherwise it is awaited and
- * conflicts are retried (returns 0). 0 also when fencing left nothing to write; -1 on
- * failure, with the batch intact for a retry. */
-static int loop_write(loop_t *l, batch_t *b, bool send_only)
+static void loop_drop_fenced(loop_t *l, batch_t *b, const struct sink_fenced *fenced, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
+        if (fenced[i].already_written)
+            log_info("%s [%d]: the previous flush was applied though its answer was "
+                     "lost; not applying it again",
+                     source_topic_name(l->src, fenced[i].topic), (int)fenced[i].partition);
+        else
+            source_disown(l->src, fenced[i].topic, fenced[i].partition);
+    }
+}
+
+/* Writes one batch synchronously: DLQ acknowledged, sink_begin, aggregate, commit, with
+ * conflicts retried. 0 when written (or fencing left nothing to write); -1 on failure,
+ * with the batch intact for a retry. The connection must be idle. */
+static int loop_write(loop_t *l, batch_t *b)
 {
     char err[1024] = "";
     if (batch_message_count(b) == 0)
@@ -315,15 +333,7 @@ static int loop_write(loop_t *l, batch_t *b, bool send_only)
         if (sink_begin(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
                        sizeof err) != 0)
             goto failed;
-        for (size_t i = 0; i < n_fenced; i++) {
-            batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
-            if (fenced[i].already_written)
-                log_info("%s [%d]: the previous flush was applied though its answer was "
-                         "lost; not applying it again",
-                         source_topic_name(l->src, fenced[i].topic), (int)fenced[i].partition);
-            else
-                source_disown(l->src, fenced[i].topic, fenced[i].partition);
-        }
+        loop_drop_fenced(l, b, fenced, n_fenced);
         if (batch_message_count(b) == 0) {
             sink_abort(l->sink);
             return 0;
@@ -332,12 +342,6 @@ static int loop_write(loop_t *l, batch_t *b, bool send_only)
             sink_abort(l->sink);
             snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
-        }
-        if (send_only) {
-            if (sink_commit_send(l->sink, b, l->agg, loop_counter_name, NULL, now, err,
-                                 sizeof err) != 0)
-                goto failed;
-            return 1;
         }
         struct sink_totals t;
         switch (sink_commit(l->sink, b, l->agg, loop_counter_name, NULL, now, &t, err,
@@ -360,59 +364,163 @@ failed:
     return -1;
 }
 
-/* Brings the batch in flight to an end: reads its answer, or writes it again when it
- * conflicted or its answer was lost. 0 when nothing is in flight any more. */
+/* --- the flush pipeline ---
+ *
+ * Three batch objects circulate: `batch` is being filled; `checking` has its reads
+ * (WATCH, dedup scores, fences) sent; `committing` has its MULTI/EXEC sent. Both sends
+ * queue on the one Redis connection, so Redis runs the reads of one batch after the EXEC of
+ * the previous (they see its writes, and the WATCH is set after that EXEC cleared the old
+ * one), while kpid parses the next batch: Redis and kpid work at the same time. */
+
+static batch_t *loop_take_spare(loop_t *l)
+{
+    for (int i = 0; i < 3; i++)
+        if (l->spares[i]) {
+            batch_t *b = l->spares[i];
+            l->spares[i] = NULL;
+            return b;
+        }
+    return NULL; /* cannot happen: three objects, at most three in use */
+}
+
+static void loop_give_spare(loop_t *l, batch_t *b)
+{
+    batch_clear(b);
+    for (int i = 0; i < 3; i++)
+        if (!l->spares[i]) {
+            l->spares[i] = b;
+            return;
+        }
+}
+
+/* Reads the answer of the transaction in flight. 0 when it committed (or nothing was in
+ * flight); -1 when it did not, leaving it as `committing`, unsent, for a synchronous redo. */
+static int loop_confirm(loop_t *l)
+{
+    if (!l->committing || !l->committing_sent)
+        return l->committing ? -1 : 0;
+    char err[1024] = "";
+    struct sink_totals t;
+    l->committing_sent = false;
+    enum sink_commit_result res = sink_commit_wait(l->sink, &t, err, sizeof err);
+    if (res == SINK_COMMITTED) {
+        loop_finalize(l, l->committing, &t, l->committing_started_us);
+        loop_give_spare(l, l->committing);
+        l->committing = NULL;
+        return 0;
+    }
+    if (res == SINK_CONFLICT)
+        l->total.conflicts++;
+    else
+        log_warn("%s", err);
+    return -1;
+}
+
+/* Brings everything sent to Redis to an end and leaves the connection idle: the batch in
+ * flight is confirmed or written again, the batch being checked is written synchronously.
+ * Used on the rare paths (failures, rebalances, reload, shutdown). */
 static int loop_settle(loop_t *l)
 {
-    if (!l->inflight)
-        return 0;
-    if (l->inflight_sent) {
-        char err[1024] = "";
-        struct sink_totals t;
-        l->inflight_sent = false;
-        enum sink_commit_result res = sink_commit_wait(l->sink, &t, err, sizeof err);
-        if (res == SINK_COMMITTED) {
-            loop_finalize(l, l->inflight, &t, l->flush_started_us);
-            goto settled;
-        }
-        if (res == SINK_CONFLICT)
-            l->total.conflicts++;
-        else
-            log_warn("%s", err);
-        /* Not applied (EXEC refused or never answered): write it again from the start. */
+    loop_confirm(l);
+    if (l->checking && l->checking_sent) {
+        sink_begin_discard(l->sink);
+        l->checking_sent = false;
     }
-    if (loop_write(l, l->inflight, false) != 0)
-        return -1;
-settled:
-    l->spare = l->inflight;
-    l->inflight = NULL;
+    if (l->committing) {
+        if (loop_write(l, l->committing) != 0)
+            return -1;
+        loop_give_spare(l, l->committing);
+        l->committing = NULL;
+    }
+    if (l->checking) {
+        if (loop_write(l, l->checking) != 0)
+            return -1;
+        loop_give_spare(l, l->checking);
+        l->checking = NULL;
+    }
     return 0;
 }
 
-/* Flushes the batch being filled. wait=false leaves its transaction in flight so that
- * Redis applies it while the next batch is consumed. */
+/* Moves the pipeline one step: confirm the batch in flight, turn the checked batch into a
+ * transaction, and (with fill) send the reads of the batch being filled. */
+static int loop_advance(loop_t *l, bool fill)
+{
+    char err[1024] = "";
+    /* After a failure a stage may hold a batch that is no longer sent: redo synchronously. */
+    if ((l->committing && !l->committing_sent) || (l->checking && !l->checking_sent)) {
+        if (loop_settle(l) != 0)
+            return -1;
+    } else if (loop_confirm(l) != 0 && loop_settle(l) != 0) {
+        return -1;
+    }
+    if (l->checking) {
+        batch_t *b = l->checking;
+        struct sink_fenced fenced[256];
+        size_t n_fenced = 0;
+        int64_t now = wall_ms();
+        l->checking_sent = false;
+        if (sink_begin_read(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
+                            sizeof err) != 0) {
+            log_warn("%s", err);
+            return loop_settle(l);
+        }
+        loop_drop_fenced(l, b, fenced, n_fenced);
+        if (batch_message_count(b) == 0) {
+            sink_abort(l->sink);
+            loop_give_spare(l, b);
+            l->checking = NULL;
+        } else if (loop_wait_dlq(l, b) != 0 || loop_aggregate(l, b) != 0 ||
+                   sink_commit_send(l->sink, b, l->agg, loop_counter_name, NULL, now, err,
+                                    sizeof err) != 0) {
+            if (err[0])
+                log_warn("%s", err);
+            sink_abort(l->sink);
+            return loop_settle(l);
+        } else {
+            l->committing = b;
+            l->committing_sent = true;
+            l->committing_started_us = l->checking_started_us;
+            l->checking = NULL;
+        }
+    }
+    if (fill && batch_message_count(l->batch)) {
+        l->checking_started_us = mono_us();
+        if (sink_begin_send(l->sink, l->batch, err, sizeof err) != 0) {
+            log_warn("%s", err);
+            return -1; /* the batch stays being filled; retried after the backoff */
+        }
+        l->checking = l->batch;
+        l->checking_sent = true;
+        l->checking_sent_ms = wall_ms();
+        l->batch = loop_take_spare(l);
+    }
+    return 0;
+}
+
+/* Flushes everything held. wait=true: synchronously, leaving nothing in flight. */
 static int loop_flush(loop_t *l, bool wait)
 {
+    if (!wait)
+        return loop_advance(l, true);
     if (loop_settle(l) != 0)
         return -1;
-    if (wait)
-        return loop_write(l, l->batch, false);
-    int rc = loop_write(l, l->batch, true);
-    if (rc == 1) {
-        l->inflight = l->batch;
-        l->inflight_sent = true;
-        l->batch = l->spare;
-        l->spare = NULL;
-        rc = 0;
-    }
-    return rc;
+    if (loop_write(l, l->batch) != 0)
+        return -1;
+    return 0;
+}
+
+static size_t loop_held(const loop_t *l)
+{
+    return batch_message_count(l->batch) +
+           (l->checking ? batch_message_count(l->checking) : 0) +
+           (l->committing ? batch_message_count(l->committing) : 0);
 }
 
 /* Flushes (or, with settle_only, just confirms the batch in flight); on failure pauses
  * consumption and schedules a retry with exponential backoff. */
-static void loop_try_flush(loop_t *l, int64_t now, bool settle_only)
+static void loop_try_flush(loop_t *l, int64_t now, bool fill)
 {
-    if ((settle_only ? loop_settle(l) : loop_flush(l, false)) == 0) {
+    if (loop_advance(l, fill) == 0) {
         if (l->stalled) {
             log_info("redis %s: flushed again after %.1f s; consumption resumed",
                      sink_address(l->sink), (double)(wall_ms() - l->stalled_since_ms) / 1000.0);
@@ -433,7 +541,7 @@ static void loop_try_flush(loop_t *l, int64_t now, bool settle_only)
     l->retry_at_ms = wall_ms() + l->backoff_ms;
     log_warn("flush failed: consumption paused, %zu messages held; retrying in %.1f s "
              "(check that redis %s is up and accepts writes)",
-             batch_message_count(l->batch) + (l->inflight ? batch_message_count(l->inflight) : 0),
+             loop_held(l),
              l->backoff_ms / 1000.0, sink_address(l->sink));
 }
 
@@ -519,7 +627,8 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
     l->parser = event_parser_new();
     l->agg = agg_new(COUNTER_ACTIVITY_COUNT);
     l->batch = batch_new();
-    l->spare = batch_new();
+    l->spares[0] = batch_new();
+    l->spares[1] = batch_new();
     struct sink_params sp = {
         .host = cfg->redis_host,
         .port = cfg->redis_port,
@@ -536,7 +645,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         .retention_week_s = cfg->retention_week_s,
     };
     l->sink = sink_new(&sp);
-    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->spare || !l->sink) {
+    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->spares[0] || !l->spares[1] || !l->sink) {
         snprintf(err, errlen, "out of memory");
         loop_free(l);
         return NULL;
@@ -559,8 +668,10 @@ void loop_free(loop_t *l)
     source_close(l->src); /* may flush through loop_revoke: everything else still alive */
     sink_free(l->sink);
     batch_free(l->batch);
-    batch_free(l->spare);
-    batch_free(l->inflight);
+    batch_free(l->checking);
+    batch_free(l->committing);
+    for (int i = 0; i < 3; i++)
+        batch_free(l->spares[i]);
     agg_free(l->agg);
     event_parser_free(l->parser);
     runtime_release(&l->rt);
@@ -601,14 +712,18 @@ int loop_run(loop_t *l)
         size_t held = batch_message_count(l->batch);
         if (l->stalled) {
             if (now >= l->retry_at_ms)
-                loop_try_flush(l, now, false);
+                loop_try_flush(l, now, true);
         } else if (held && (held >= (size_t)l->rt.cfg->batch_max_events ||
                             batch_bytes(l->batch) >= MAX_BATCH_BYTES ||
                             now - l->batch_first_ms >= l->rt.cfg->batch_max_ms)) {
-            loop_try_flush(l, now, false);
-        } else if (l->inflight && got == 0) {
-            /* Idle: confirm the batch in flight now rather than at the next flush. */
             loop_try_flush(l, now, true);
+        } else if ((l->checking && !l->committing &&
+                    now - l->checking_sent_ms >= PIPELINE_STEP_MS) ||
+                   (l->committing && got == 0)) {
+            /* Keep the pipeline moving between flushes, so an event does not wait for the
+             * next batch to become visible; but never block on a transaction Redis may
+             * still be executing while messages are waiting to be parsed. */
+            loop_try_flush(l, now, false);
         }
     }
     log_info("stopping: flushing %zu held messages", batch_message_count(l->batch));
@@ -617,7 +732,7 @@ int loop_run(loop_t *l)
             break;
         nanosleep(&(struct timespec){1, 0}, NULL);
     }
-    size_t left = batch_message_count(l->batch) + (l->inflight ? batch_message_count(l->inflight) : 0);
+    size_t left = loop_held(l);
     if (left)
         log_warn("%zu messages not flushed; their offsets were not stored, so they will be "
                  "consumed again at the next start",

@@ -41,7 +41,33 @@ struct sink {
     size_t json_cap;
     char (*part_ids)[12]; /* partition numbers as strings, by batch partition index */
     size_t part_ids_cap;
+    size_t *candidates;   /* batch event indices asked about with ZMSCORE */
+    size_t candidates_cap, n_candidates;
+    bool *present;        /* topics present in the batch */
+    size_t n_hmget;
+    /* A begin sent and not yet read: its replies follow those of any commit in flight. */
+    bool begin_pending;
+    const batch_t *begin_batch;
 };
+
+static int sink_scratch_reserve(sink_t *s, size_t n_events, size_t n_parts)
+{
+    if (n_parts > s->part_ids_cap) {
+        char(*ids)[12] = realloc(s->part_ids, n_parts * sizeof *ids);
+        if (!ids)
+            return -1;
+        s->part_ids = ids;
+        s->part_ids_cap = n_parts;
+    }
+    if (n_events > s->candidates_cap) {
+        size_t *c = realloc(s->candidates, n_events * sizeof *c);
+        if (!c)
+            return -1;
+        s->candidates = c;
+        s->candidates_cap = n_events;
+    }
+    return 0;
+}
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
@@ -67,8 +93,9 @@ sink_t *sink_new(const struct sink_params *p)
     s->key_fence = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->key_fence);
     s->seen = dedup_new();
     s->managers = dedup_new();
+    s->present = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->present);
     if (!s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
-        !s->seen || !s->managers || (p->user && !s->user) || (p->password && !s->password)) {
+        !s->seen || !s->managers || !s->present || (p->user && !s->user) || (p->password && !s->password)) {
         sink_free(s);
         return NULL;
     }
@@ -97,6 +124,7 @@ static void sink_disconnect(sink_t *s)
     s->redis = NULL;
     s->watching = false;
     s->in_flight = false;
+    s->begin_pending = false;
 }
 
 void sink_free(sink_t *s)
@@ -120,6 +148,8 @@ void sink_free(sink_t *s)
     dedup_free(s->managers);
     free(s->json);
     free(s->part_ids);
+    free(s->candidates);
+    free(s->present);
     free(s);
 }
 
@@ -234,7 +264,7 @@ static void sink_arg(sink_t *s, size_t i, const char *str)
 int sink_claim(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
                int64_t *offsets, char *err, size_t errlen)
 {
-    if (s->in_flight) {
+    if (s->in_flight || s->begin_pending) {
         snprintf(err, errlen, "internal error: a flush is still in flight");
         return -1;
     }
@@ -307,75 +337,67 @@ static void batch_topics(batch_t *batch, size_t n_topics, bool *present)
         present[batch_partition_at(batch, i)->topic] = true;
 }
 
-int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
-               int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
-               char *err, size_t errlen)
+static int sink_write_all(sink_t *s, char *err, size_t errlen)
 {
-    *n_fenced = 0;
-    if (s->in_flight) {
-        snprintf(err, errlen, "internal error: a flush is still in flight");
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->redis, &done) != REDIS_OK) {
+            snprintf(err, errlen, "redis %s: %s", s->address,
+                     s->redis->errstr[0] ? s->redis->errstr : "write failed");
+            sink_disconnect(s);
+            return -1;
+        }
+    return 0;
+}
+
+int sink_begin_send(sink_t *s, batch_t *batch, char *err, size_t errlen)
+{
+    if (s->begin_pending) {
+        snprintf(err, errlen, "internal error: a read is already pending");
         return -1;
     }
     if (sink_connect(s, err, errlen) != 0)
         return -1;
     size_t n_events = batch_event_count(batch);
     size_t n_parts = batch_partition_count(batch);
-    if (sink_argv_reserve(s, n_events + n_parts + s->n_topics + 4) != 0) {
+    if (sink_argv_reserve(s, n_events + n_parts + s->n_topics + 4) != 0 ||
+        sink_scratch_reserve(s, n_events, n_parts) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (n_parts > s->part_ids_cap) {
-        char(*ids)[12] = realloc(s->part_ids, n_parts * sizeof *ids);
-        if (!ids) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        s->part_ids = ids;
-        s->part_ids_cap = n_parts;
-    }
-    bool *present = calloc(s->n_topics ? s->n_topics : 1, sizeof *present);
-    size_t *candidates = malloc((n_events ? n_events : 1) * sizeof *candidates);
-    if (!present || !candidates) {
-        free(present);
-        free(candidates);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    batch_topics(batch, s->n_topics, present);
+    batch_topics(batch, s->n_topics, s->present);
 
     /* A duplicate inside the batch needs no question to Redis: the first copy wins. */
     dedup_reset(s->seen);
-    size_t n_candidates = 0;
+    s->n_candidates = 0;
     for (size_t i = 0; i < n_events; i++) {
         batch_event_t *rec = batch_event_at(batch, i);
         rec->duplicate = dedup_seen(s->seen, rec->event.event_id);
         if (!rec->duplicate)
-            candidates[n_candidates++] = i;
+            s->candidates[s->n_candidates++] = i;
     }
 
-    int rc = -1;
     size_t argc = 0;
     sink_arg(s, argc++, "WATCH");
     sink_arg(s, argc++, s->key_dedup);
     sink_arg(s, argc++, s->key_meta);
     for (size_t t = 0; t < s->n_topics; t++)
-        if (present[t])
+        if (s->present[t])
             sink_arg(s, argc++, s->key_fence[t]);
     sink_append_argv(s, (int)argc);
-    s->watching = true;
     redisAppendCommand(s->redis, "HGET %s last_event_ts", s->key_meta);
     s->commands++;
-    if (n_candidates) {
+    if (s->n_candidates) {
         sink_arg(s, 0, "ZMSCORE");
         sink_arg(s, 1, s->key_dedup);
-        for (size_t i = 0; i < n_candidates; i++)
-            sink_arg(s, i + 2, batch_event_at(batch, candidates[i])->event.event_id);
-        sink_append_argv(s, (int)n_candidates + 2);
+        for (size_t i = 0; i < s->n_candidates; i++)
+            sink_arg(s, i + 2, batch_event_at(batch, s->candidates[i])->event.event_id);
+        sink_append_argv(s, (int)s->n_candidates + 2);
     }
     /* Per topic: the fence tokens, then the stored offsets, of the batch's partitions. */
-    size_t n_hmget = 0;
+    s->n_hmget = 0;
     for (size_t t = 0; t < s->n_topics; t++) {
-        if (!present[t])
+        if (!s->present[t])
             continue;
         for (int which = 0; which < 2; which++) {
             argc = 0;
@@ -389,45 +411,95 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
                 sink_arg(s, argc++, s->part_ids[i]);
             }
             sink_append_argv(s, (int)argc);
-            n_hmget++;
+            s->n_hmget++;
         }
     }
+    if (sink_write_all(s, err, errlen) != 0)
+        return -1;
+    s->watching = true;
+    s->begin_pending = true;
+    s->begin_batch = batch;
+    return 0;
+}
 
+/* Reads and drops every reply of a pending begin (the batch will be begun again). */
+static void sink_begin_drain(sink_t *s, size_t already_read)
+{
+    char err[256];
+    size_t total = 2 + (s->n_candidates ? 1 : 0) + s->n_hmget;
+    for (size_t i = already_read; i < total && s->redis; i++) {
+        redisReply *r = sink_read(s, err, sizeof err);
+        if (r)
+            freeReplyObject(r);
+    }
+    s->begin_pending = false;
+}
+
+void sink_begin_discard(sink_t *s)
+{
+    if (!s->begin_pending)
+        return;
+    sink_begin_drain(s, 0);
+    sink_abort(s);
+}
+
+int sink_begin_read(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+                    int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced,
+                    size_t *n_fenced, char *err, size_t errlen)
+{
+    *n_fenced = 0;
+    if (!s->begin_pending || s->begin_batch != batch || !s->redis) {
+        snprintf(err, errlen, "redis %s: connection lost before the read was answered",
+                 s->address);
+        s->begin_pending = false;
+        return -1;
+    }
+    if (s->in_flight) {
+        snprintf(err, errlen, "internal error: the previous flush must be read first");
+        return -1;
+    }
+    size_t n_parts = batch_partition_count(batch);
+    size_t n_read = 0;
     redisReply *r;
     if (!(r = sink_read(s, err, errlen))) /* WATCH */
-        goto out;
+        goto lost;
+    n_read++;
     freeReplyObject(r);
     if (!(r = sink_read(s, err, errlen))) /* HGET last_event_ts */
-        goto out;
+        goto lost;
+    n_read++;
     s->last_event_ts = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);
-    if (n_candidates) {
+    if (s->n_candidates) {
         if (!(r = sink_read(s, err, errlen)))
-            goto out;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != n_candidates) {
+            goto lost;
+        n_read++;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != s->n_candidates) {
             snprintf(err, errlen, "redis %s: ZMSCORE: %s", s->address,
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
-            goto drain;
+            sink_begin_drain(s, n_read);
+            sink_abort(s);
+            return -1;
         }
         int64_t horizon = now_ms - s->dedup_window_ms;
-        for (size_t i = 0; i < n_candidates; i++) {
+        for (size_t i = 0; i < s->n_candidates; i++) {
             redisReply *score = r->element[i];
             if (score->type == REDIS_REPLY_STRING && strtoll(score->str, NULL, 10) > horizon)
-                batch_event_at(batch, candidates[i])->duplicate = true;
+                batch_event_at(batch, s->candidates[i])->duplicate = true;
         }
         freeReplyObject(r);
     }
-    for (size_t t = 0, h = 0; t < s->n_topics && h < n_hmget; t++) {
-        if (!present[t])
+    for (size_t t = 0, h = 0; t < s->n_topics && h < s->n_hmget; t++) {
+        if (!s->present[t])
             continue;
         redisReply *tokens = sink_read(s, err, errlen);
         if (!tokens)
-            goto out;
+            goto lost;
         redisReply *stored = sink_read(s, err, errlen);
         if (!stored) {
             freeReplyObject(tokens);
-            goto out;
+            goto lost;
         }
         h += 2;
         size_t k = 0;
@@ -454,19 +526,26 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
         freeReplyObject(tokens);
         freeReplyObject(stored);
     }
-    rc = 0;
-    goto out;
-drain:
-    /* Read the remaining replies so the connection stays usable. */
-    for (size_t h = 0; h < n_hmget; h++)
-        if ((r = sink_read(s, err, errlen)))
-            freeReplyObject(r);
-out:
-    free(present);
-    free(candidates);
-    if (rc != 0)
-        sink_abort(s);
-    return rc;
+    s->begin_pending = false;
+    return 0;
+lost:
+    s->begin_pending = false;
+    return -1;
+}
+
+int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+               int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
+               char *err, size_t errlen)
+{
+    *n_fenced = 0;
+    if (s->in_flight) {
+        snprintf(err, errlen, "internal error: a flush is still in flight");
+        return -1;
+    }
+    if (sink_begin_send(s, batch, err, errlen) != 0)
+        return -1;
+    return sink_begin_read(s, batch, token_of, token_ctx, now_ms, fenced, max_fenced, n_fenced,
+                           err, errlen);
 }
 
 void sink_abort(sink_t *s)
@@ -633,14 +712,8 @@ int sink_commit_send(sink_t *s, batch_t *batch, const agg_t *agg,
     s->commands += queued + 1;
 
     /* Send now, read later: Redis applies this batch while the next one is consumed. */
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(s->redis, &done) != REDIS_OK) {
-            snprintf(err, errlen, "redis %s: %s", s->address,
-                     s->redis->errstr[0] ? s->redis->errstr : "write failed");
-            sink_disconnect(s);
-            return -1;
-        }
+    if (sink_write_all(s, err, errlen) != 0)
+        return -1;
     s->in_flight = true;
     s->in_flight_queued = queued;
     return 0;

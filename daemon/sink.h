@@ -74,6 +74,15 @@ int sink_begin(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
                char *err, size_t errlen);
 
+/* sink_begin in two halves, for pipelining: send the reads of a batch (they queue behind a
+ * commit in flight, so they see its writes), and read them later, after sink_commit_wait of
+ * that commit. sink_begin_discard drops a pending begin (and its WATCH). */
+int sink_begin_send(sink_t *sink, batch_t *batch, char *err, size_t errlen);
+int sink_begin_read(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+                    int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced,
+                    size_t *n_fenced, char *err, size_t errlen);
+void sink_begin_discard(sink_t *sink);
+
 /* Names of the counters in an agg bucket, by index (activity counters first). */
 typedef const char *(*sink_counter_name_fn)(size_t index, void *ctx);
 
@@ -93,7 +102,7 @@ enum sink_commit_result sink_commit(sink_t *sink, batch_t *batch, const agg_t *a
 
 /* The same in two halves, so Redis can apply one batch while the next is consumed:
  * send the transaction without waiting (0, or -1 when the connection failed), then read
- * its answer. Nothing else may be sent on this sink in between. */
+ * its answer. Only the begin of the next batch may be sent in between. */
 int sink_commit_send(sink_t *sink, batch_t *batch, const agg_t *agg,
                      sink_counter_name_fn counter_name, void *name_ctx, int64_t now_ms,
                      char *err, size_t errlen);

@@ -573,11 +573,14 @@ int source_dlq_send(source_t *src, batch_invalid_t *rec, char *err, size_t errle
     return 0;
 }
 
-void source_dlq_poll(source_t *src, batch_t *batch, int timeout_ms)
+void source_dlq_poll(source_t *src, batch_t *const *batches, size_t n_batches, int timeout_ms)
 {
     rd_kafka_poll(src->producer, timeout_ms);
     for (size_t i = 0; i < src->n_results; i++) {
-        batch_invalid_t *rec = batch_invalid_by_seq(batch, src->results[i].seq);
+        batch_invalid_t *rec = NULL;
+        for (size_t b = 0; b < n_batches && !rec; b++)
+            if (batches[b])
+                rec = batch_invalid_by_seq(batches[b], src->results[i].seq);
         if (!rec)
             continue;
         rd_kafka_resp_err_t e = src->results[i].err;

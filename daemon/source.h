@@ -72,7 +72,9 @@ size_t source_owned_count(const source_t *src);
 /* Dead-letter topic: send a copy of an invalid message (state -> DLQ_IN_FLIGHT); delivery
  * reports move it to DLQ_ACKED or DLQ_FAILED when served by source_dlq_poll. */
 int source_dlq_send(source_t *src, batch_invalid_t *rec, char *err, size_t errlen);
-void source_dlq_poll(source_t *src, batch_t *batch, int timeout_ms);
+/* Serves delivery reports and applies them to whichever of the given batches holds each
+ * record (reports of records no longer held are ignored). */
+void source_dlq_poll(source_t *src, batch_t *const *batches, size_t n_batches, int timeout_ms);
 
 /* After a flush: commit the batch's next offsets to Kafka (async), for lag monitoring. */
 void source_commit_copy(source_t *src, batch_t *batch);

@@ -62,7 +62,7 @@ class Bench:
         args = [os.path.join(self.build, "kpi-devbroker"), "-p", bootfile]
         for t in topics:
             args += ["-t", t]
-        self.spawn(args, "broker.log")
+        self.broker_proc = self.spawn(args, "broker.log")
         for _ in range(200):
             if os.path.exists(bootfile) and open(bootfile).read().strip():
                 break
@@ -122,6 +122,11 @@ class Bench:
         self.low_watermarks_zero(topic)
         return time.time() - t, out.stdout.strip()
 
+    @staticmethod
+    def proc_cpu(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def meta_consumed(self, prefix="kpi"):
         m = self.r.hgetall(f"{prefix}:meta")
         return sum(int(m.get(k, 0)) for k in (b"events_applied", b"events_invalid",
@@ -129,6 +134,7 @@ class Bench:
 
     def run_kpid(self, cfg, count, prefix="kpi"):
         before = int(self.r.info("stats")["total_commands_processed"])
+        broker_cpu0 = self.proc_cpu(self.broker_proc.pid)
         cpu = self.r.info("cpu")
         redis_cpu0 = cpu["used_cpu_user"] + cpu["used_cpu_sys"]
         wrap = os.environ.get("KPI_BENCH_WRAP", "").split()
@@ -153,8 +159,9 @@ class Bench:
         redis_cpu = cpu["used_cpu_user"] + cpu["used_cpu_sys"] - redis_cpu0
         fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
         kpid_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        broker_cpu = self.proc_cpu(self.broker_proc.pid) - broker_cpu0
         print(f"  cpu seconds: kpid {kpid_cpu:.1f} (all threads), redis {redis_cpu:.1f}, "
-              f"wall {t1 - (t0 or t1):.1f}")
+              f"dev broker {broker_cpu:.1f}, wall {t1 - (t0 or t1):.1f} (2 cores)")
         p.terminate()
         p.wait(60)
         consumed = self.meta_consumed(prefix)

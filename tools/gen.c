@@ -4,9 +4,10 @@
  * The simulation walks calendar days. For each day it lays out every manager's working
  * day (09:00-18:00 Mon-Fri in the zone of the manager's team) as compact event specs,
  * sorts them by time and only then formats them: one JSON text at a time into a reused
- * buffer, so the hot path allocates nothing. All randomness comes from one xoshiro256**
- * stream seeded by --seed and is drawn in a fixed order, so the same seed and arguments
- * give a byte-identical message sequence (except --live, which stamps wall time).
+ * buffer, so the hot path allocates nothing. All randomness comes from xoshiro256**
+ * streams seeded by --seed and is drawn in a fixed order, so the same seed and arguments
+ * give a byte-identical message sequence (except --live, which stamps wall time, and a
+ * run without --start, whose first day depends on today).
  *
  * Invalid messages (--invalid-frac) rotate through every kind section 1 names, several
  * variants each; no payload contains '\n', so --out files stay one message per line. */
@@ -1063,6 +1064,7 @@ static int sink_open_kafka(struct sink *s, const struct opts *o, const gen_t *g)
         set_conf(conf, "queue.buffering.max.kbytes", "2097151") ||
         set_conf(conf, "message.max.bytes", buf) ||
         set_conf(conf, "enable.idempotence", "true") ||
+        set_conf(conf, "message.timeout.ms", "60000") ||
         set_conf(conf, "compression.level", "1") || set_conf(conf, "client.id", "kpi-gen")) {
         rd_kafka_conf_destroy(conf);
         return -1;
@@ -1218,14 +1220,14 @@ static int sink_close(struct sink *s) {
     if (!s->rk)
         return 0;
     int last = -1, stalled_ms = 0;
-    while (rd_kafka_outq_len(s->rk) > 0 && stalled_ms < 120000) {
+    while (rd_kafka_outq_len(s->rk) > 0 && stalled_ms < 60000) {
         int q = rd_kafka_outq_len(s->rk);
         stalled_ms = q == last ? stalled_ms + 100 : 0;
         last = q;
         rd_kafka_flush(s->rk, 100);
     }
     if (rd_kafka_outq_len(s->rk) > 0) {
-        fprintf(stderr, "kpi-gen: %d messages undelivered after 120 s without progress\n",
+        fprintf(stderr, "kpi-gen: %d messages undelivered after 60 s without progress\n",
                 rd_kafka_outq_len(s->rk));
         g_failed += (uint64_t)rd_kafka_outq_len(s->rk);
         rc = -1;
@@ -1432,7 +1434,8 @@ static bool prefix_ok(const char *p) {
     return true;
 }
 
-#define AVG_EVENTS_PER_MANAGER_DAY 100
+/* Events of an average (intensity 100) manager's working day, from the model above. */
+#define AVG_EVENTS_PER_MANAGER_DAY 101
 
 static gen_t *gen_new(const config_t *cfg, const struct opts *o, char *err, size_t errlen) {
     char prefix[48];
@@ -1465,9 +1468,11 @@ static gen_t *gen_new(const config_t *cfg, const struct opts *o, char *err, size
         g->start_day = period_days_from_civil(y, m, d);
     } else { /* end the simulated range about today, so no ts lies in the future */
         int64_t days = o->days;
-        if (!days) {
-            uint64_t per_day = (uint64_t)g->n_mgrs * AVG_EVENTS_PER_MANAGER_DAY;
-            days = (int64_t)(o->count / per_day + 1) * 7 / 5 + 1;
+        if (!days) { /* 10 % early: ts past the daemon's future skew would be invalid */
+            uint64_t per_day = 0;
+            for (size_t i = 0; i < g->n_mgrs; i++)
+                per_day += (uint64_t)g->mgrs[i].intensity * AVG_EVENTS_PER_MANAGER_DAY / 100;
+            days = (int64_t)(o->count * 11 / 10 / (per_day ? per_day : 1) + 1) * 7 / 5 + 2;
         }
         g->start_day = today - days + 1;
     }

@@ -1,0 +1,99 @@
+"""Several kpid in one consumer group, sharing one Redis: one killed -9 mid-stream (the
+survivor takes its partitions over after the session timeout), with the eager and the
+cooperative assignor; and one frozen with SIGSTOP past max.poll.interval.ms while the
+other goes on, then woken up: its fence tokens are stale, so it must not write the
+partitions it lost. Every run ends equal to the clean run (faultlib)."""
+
+import re
+import time
+
+import pytest
+
+import faultlib
+import kpitest
+
+SEED = 777
+PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    yield from faultlib.module_stream(tmp_path_factory, "group-stream", seed=SEED, count=100000,
+                                      partitions=PARTITIONS)
+
+
+def assigned_partitions(kpid, start=0):
+    """Partitions kpid logged as assigned or claimed after log position `start`."""
+    rx = re.compile(r"(?:assigned|claimed) kpi\.events \[(\d+)\]")
+    return {int(m.group(1)) for m in rx.finditer(kpid.log(), start)}
+
+
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_member_killed(env, stream, assignor):
+    n = len(stream.msgs)
+    redis = env.redis()
+    c = redis.client()
+    group, dlq = stream.new_run("kill-" + assignor)
+    cfg = stream.config(redis, group, dlq, properties={"partition.assignment.strategy": assignor},
+                        batch={"max_events": 200, "max_ms": 20})
+    a = env.kpid(cfg, name="kpid-a")
+    b = env.kpid(cfg, name="kpid-b")
+    # Both must own partitions before one dies.
+    kpitest.wait_for(lambda: assigned_partitions(a) and assigned_partitions(b), 60,
+                     "both kpid to be assigned partitions", on_timeout=env.logs)
+    faultlib.wait_progress(c, n // 4, a, timeout=90)
+    victim, survivor = (a, b) if faultlib.rng(SEED).random() < 0.5 else (b, a)
+    lost = assigned_partitions(victim)
+    mark = survivor.log_size()
+    victim.kill()
+    at_kill = faultlib.check_consistent(c, group, "right after the kill")
+    assert kpitest.consumed_count(at_kill["meta"]) < n, "the kill did not land mid-stream"
+    kpitest.wait_consumed(c, n, survivor, timeout=180)
+    taken = assigned_partitions(survivor, mark)
+    assert lost <= taken, "survivor took %s, the dead member had %s\n%s" % (
+        sorted(taken), sorted(lost), survivor.log_tail())
+    assert survivor.stop() == 0, survivor.log_tail()
+    stream.check_run(c, group, dlq, "one of two kpid killed (%s)" % assignor)
+
+
+@pytest.mark.parametrize("batching", ["holding", "flushing"])
+def test_frozen_member_is_fenced(env, stream, batching):
+    """holding: the frozen kpid sits on a large unflushed batch (it will try to flush it on
+    waking, and sink_begin must find its fence tokens stale). flushing: it flushes every few
+    milliseconds, so it is likely frozen between WATCH and EXEC (the EXEC must fail)."""
+    n = len(stream.msgs)
+    redis = env.redis()
+    c = redis.client()
+    group, dlq = stream.new_run("freeze-" + batching)
+    props = {"max.poll.interval.ms": "8000"}
+    batch_a = {"holding": {"max_events": 100000, "max_ms": 1500},
+               "flushing": {"max_events": 50, "max_ms": 5}}[batching]
+    a = env.kpid(stream.config(redis, group, dlq, properties=props, batch=batch_a), name="kpid-frozen")
+    b = env.kpid(stream.config(redis, group, dlq, properties=props,
+                               batch={"max_events": 200, "max_ms": 20}), name="kpid-other")
+    kpitest.wait_for(lambda: assigned_partitions(a) and assigned_partitions(b), 60,
+                     "both kpid to be assigned partitions", on_timeout=env.logs)
+    faultlib.wait_progress(c, n // 5, a, timeout=90)
+    time.sleep(faultlib.rng(SEED).uniform(0, 0.5))
+    held = assigned_partitions(a)
+    fence_before = faultlib.fence_total(c, group)
+    t0 = time.monotonic()
+    with faultlib.Frozen(a.proc):
+        # The group drops the frozen member after the session timeout; the other kpid
+        # then claims its partitions in Redis (new fence tokens).
+        kpitest.wait_for(lambda: faultlib.fence_total(c, group) >= fence_before + len(held), 30,
+                         "the other kpid to claim the frozen one's partitions %s" % sorted(held),
+                         on_timeout=env.logs)
+        # Stay frozen past max.poll.interval.ms too.
+        time.sleep(max(0.0, 9.0 - (time.monotonic() - t0)))
+        mark = a.log_size()
+        assert kpitest.consumed_count(kpitest.meta(c)) < n, "the stream ended during the freeze"
+    kpitest.wait_consumed(c, n, b, timeout=180)
+    assert a.running(), a.log_tail()
+    # The woken kpid must have noticed that it lost its partitions, through the group
+    # (lost assignment) or through Redis (fence tokens changed).
+    said = faultlib.log_lines(a, r"(?i)\blost\b|fence", mark)
+    assert said, "the frozen kpid logged nothing about lost partitions or fencing:\n" + a.log_tail(60)
+    assert a.stop() == 0, a.log_tail()
+    assert b.stop() == 0, b.log_tail()
+    stream.check_run(c, group, dlq, "kpid frozen past max.poll.interval.ms (%s)" % batching)
