@@ -50,11 +50,15 @@ struct loop {
     event_parser_t *parser;
     source_t *src;
     sink_t *sink;
-    agg_t *agg;
     batch_t *batch;      /* being filled */
     batch_t *checking;   /* reads sent (or to be redone), or NULL */
     batch_t *committing; /* transaction sent (or to be redone), or NULL */
     batch_t *spares[3];  /* the batch objects not in use */
+    struct batch_agg {
+        const batch_t *batch;
+        agg_t *agg;
+        bool stale; /* records were removed since counting: recompute */
+    } aggs[3];
     bool checking_sent, committing_sent;
     int64_t checking_sent_ms, checking_started_us, committing_started_us;
     int64_t flush_started_us;
@@ -131,6 +135,86 @@ fail:
     return -1;
 }
 
+static period_zone_t *zone_of_team(struct runtime *rt, const char *team)
+{
+    const struct config_team *t = config_team_find(rt->cfg, team);
+    return t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone;
+}
+
+/* Adds (sign 1) or takes back (sign -1) what one event counts. */
+static int loop_count_event(loop_t *l, agg_t *agg, const event_t *ev, int sign)
+{
+    int64_t deltas[COUNTER_ACTIVITY_COUNT];
+    struct runtime *rt = &l->rt;
+    agg_event_deltas(ev, rt->cfg->touch_min_call_s, deltas);
+    bool any = false;
+    for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++) {
+        deltas[c] *= sign;
+        any |= deltas[c] != 0;
+    }
+    if (!any)
+        return 0;
+    const struct config_manager *m = config_manager_find(rt->cfg, ev->manager_id);
+    const char *team = m ? m->team : CONFIG_UNASSIGNED_TEAM;
+    const period_set_t *mine = period_of(zone_of_team(rt, team), ev->ts_ms);
+    const period_set_t *org = period_of(rt->org_zone, ev->ts_ms);
+    if (agg_add(agg, SCOPE_MANAGER, ev->manager_id, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
+        agg_add(agg, SCOPE_TEAM, team, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
+        agg_add(agg, SCOPE_ORG, "", org, deltas, COUNTER_ACTIVITY_COUNT))
+        return -1;
+    return 0;
+}
+
+/* Each batch object has its aggregate. Events are counted as they are consumed, so a
+ * flush only takes back the few duplicates instead of aggregating the whole batch while
+ * Redis waits; anything that removes records (fencing, revocation) makes it stale and it
+ * is recomputed. */
+static struct batch_agg *agg_slot(loop_t *l, const batch_t *b)
+{
+    for (int i = 0; i < 3; i++)
+        if (l->aggs[i].batch == b)
+            return &l->aggs[i];
+    return &l->aggs[0]; /* unreachable: every batch object has a slot */
+}
+
+static void agg_forget(loop_t *l, const batch_t *b)
+{
+    struct batch_agg *s = agg_slot(l, b);
+    agg_reset(s->agg);
+    s->stale = false;
+}
+
+/* The batch's aggregate of its non-duplicate events, recomputed from its records. */
+static agg_t *loop_aggregate(loop_t *l, batch_t *b)
+{
+    struct batch_agg *s = agg_slot(l, b);
+    agg_reset(s->agg);
+    s->stale = true;
+    for (size_t i = 0; i < batch_event_count(b); i++) {
+        batch_event_t *rec = batch_event_at(b, i);
+        if (!rec->duplicate && loop_count_event(l, s->agg, &rec->event, 1) != 0)
+            return NULL;
+    }
+    s->stale = false;
+    return s->agg;
+}
+
+/* The aggregate after duplicates were marked: the running one minus the duplicates. */
+static agg_t *loop_aggregate_checked(loop_t *l, batch_t *b)
+{
+    struct batch_agg *s = agg_slot(l, b);
+    if (s->stale)
+        return loop_aggregate(l, b);
+    for (size_t i = 0; i < batch_event_count(b); i++) {
+        batch_event_t *rec = batch_event_at(b, i);
+        if (rec->duplicate && loop_count_event(l, s->agg, &rec->event, -1) != 0)
+            return loop_aggregate(l, b);
+    }
+    /* Taken back once; a later redo recomputes from the records. */
+    s->stale = true;
+    return s->agg;
+}
+
 /* --- partition ownership, called by the source during rebalances --- */
 
 static int loop_flush(loop_t *l, bool wait);
@@ -166,6 +250,11 @@ static void loop_revoke(void *ctx, const struct source_partition *parts, size_t 
                  "will be consumed again by the next owner",
                  n);
     /* Whatever is left of them was never written: the next owner re-reads it. */
+    agg_slot(l, l->batch)->stale = true;
+    if (l->checking)
+        agg_slot(l, l->checking)->stale = true;
+    if (l->committing)
+        agg_slot(l, l->committing)->stale = true;
     for (size_t i = 0; i < n; i++) {
         batch_drop_partition(l->batch, parts[i].topic, parts[i].partition);
         if (l->checking)
@@ -206,8 +295,12 @@ static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
                     ? event_parse(l->parser, &l->rt.rules, msg->value, msg->value_len, now,
                                   &rec->event, reason, sizeof reason)
                     : (snprintf(reason, sizeof reason, "message: empty (no value)"), -1);
-    if (valid == 0)
+    if (valid == 0) {
+        struct batch_agg *s = agg_slot(l, l->batch);
+        if (!s->stale && loop_count_event(l, s->agg, &rec->event, 1) != 0)
+            s->stale = true;
         return;
+    }
     batch_unadd_event(l->batch);
     batch_invalid_t *inv =
         batch_add_invalid(l->batch, msg->topic, msg->partition, msg->offset, msg->key,
@@ -224,39 +317,7 @@ static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
         log_warn("%s; will retry before the next flush", err);
 }
 
-static period_zone_t *zone_of_team(struct runtime *rt, const char *team)
-{
-    const struct config_team *t = config_team_find(rt->cfg, team);
-    return t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone;
-}
 
-static int loop_aggregate(loop_t *l, batch_t *b)
-{
-    int64_t deltas[COUNTER_ACTIVITY_COUNT];
-    struct runtime *rt = &l->rt;
-    agg_reset(l->agg);
-    for (size_t i = 0; i < batch_event_count(b); i++) {
-        batch_event_t *rec = batch_event_at(b, i);
-        if (rec->duplicate)
-            continue;
-        const event_t *ev = &rec->event;
-        agg_event_deltas(ev, rt->cfg->touch_min_call_s, deltas);
-        bool any = false;
-        for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++)
-            any |= deltas[c] != 0;
-        if (!any)
-            continue;
-        const struct config_manager *m = config_manager_find(rt->cfg, ev->manager_id);
-        const char *team = m ? m->team : CONFIG_UNASSIGNED_TEAM;
-        const period_set_t *mine = period_of(zone_of_team(rt, team), ev->ts_ms);
-        const period_set_t *org = period_of(rt->org_zone, ev->ts_ms);
-        if (agg_add(l->agg, SCOPE_MANAGER, ev->manager_id, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
-            agg_add(l->agg, SCOPE_TEAM, team, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
-            agg_add(l->agg, SCOPE_ORG, "", org, deltas, COUNTER_ACTIVITY_COUNT))
-            return -1;
-    }
-    return 0;
-}
 
 /* Every DLQ copy of the batch must be acknowledged before the offsets covering the
  * invalid messages are stored. */
@@ -300,10 +361,13 @@ static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, in
     l->total.flushes++;
     source_commit_copy(l->src, b);
     batch_clear(b);
+    agg_forget(l, b);
 }
 
 static void loop_drop_fenced(loop_t *l, batch_t *b, const struct sink_fenced *fenced, size_t n)
 {
+    if (n)
+        agg_slot(l, b)->stale = true;
     for (size_t i = 0; i < n; i++) {
         batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
         if (fenced[i].already_written)
@@ -338,13 +402,14 @@ static int loop_write(loop_t *l, batch_t *b)
             sink_abort(l->sink);
             return 0;
         }
-        if (loop_aggregate(l, b) != 0) {
+        agg_t *agg = loop_aggregate(l, b);
+        if (!agg) {
             sink_abort(l->sink);
             snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
         }
         struct sink_totals t;
-        switch (sink_commit(l->sink, b, l->agg, loop_counter_name, NULL, now, &t, err,
+        switch (sink_commit(l->sink, b, agg, loop_counter_name, NULL, now, &t, err,
                             sizeof err)) {
         case SINK_COMMITTED:
             loop_finalize(l, b, &t, l->flush_started_us);
@@ -386,6 +451,7 @@ static batch_t *loop_take_spare(loop_t *l)
 static void loop_give_spare(loop_t *l, batch_t *b)
 {
     batch_clear(b);
+    agg_forget(l, b);
     for (int i = 0; i < 3; i++)
         if (!l->spares[i]) {
             l->spares[i] = b;
@@ -455,6 +521,7 @@ static int loop_advance(loop_t *l, bool fill)
     }
     if (l->checking) {
         batch_t *b = l->checking;
+        agg_t *agg = NULL;
         struct sink_fenced fenced[256];
         size_t n_fenced = 0;
         int64_t now = wall_ms();
@@ -469,8 +536,8 @@ static int loop_advance(loop_t *l, bool fill)
             sink_abort(l->sink);
             loop_give_spare(l, b);
             l->checking = NULL;
-        } else if (loop_wait_dlq(l, b) != 0 || loop_aggregate(l, b) != 0 ||
-                   sink_commit_send(l->sink, b, l->agg, loop_counter_name, NULL, now, err,
+        } else if (loop_wait_dlq(l, b) != 0 || !(agg = loop_aggregate_checked(l, b)) ||
+                   sink_commit_send(l->sink, b, agg, loop_counter_name, NULL, now, err,
                                     sizeof err) != 0) {
             if (err[0])
                 log_warn("%s", err);
@@ -625,10 +692,15 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
     cfg = l->rt.cfg;
     l->config_path = strdup(config_path);
     l->parser = event_parser_new();
-    l->agg = agg_new(COUNTER_ACTIVITY_COUNT);
+    bool aggs_ok = true;
     l->batch = batch_new();
     l->spares[0] = batch_new();
     l->spares[1] = batch_new();
+    const batch_t *objects[3] = {l->batch, l->spares[0], l->spares[1]};
+    for (int i = 0; i < 3; i++) {
+        l->aggs[i].batch = objects[i];
+        aggs_ok &= (l->aggs[i].agg = agg_new(COUNTER_ACTIVITY_COUNT)) != NULL;
+    }
     struct sink_params sp = {
         .host = cfg->redis_host,
         .port = cfg->redis_port,
@@ -645,7 +717,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         .retention_week_s = cfg->retention_week_s,
     };
     l->sink = sink_new(&sp);
-    if (!l->config_path || !l->parser || !l->agg || !l->batch || !l->spares[0] || !l->spares[1] || !l->sink) {
+    if (!l->config_path || !l->parser || !aggs_ok || !l->batch || !l->spares[0] || !l->spares[1] || !l->sink) {
         snprintf(err, errlen, "out of memory");
         loop_free(l);
         return NULL;
@@ -672,7 +744,8 @@ void loop_free(loop_t *l)
     batch_free(l->committing);
     for (int i = 0; i < 3; i++)
         batch_free(l->spares[i]);
-    agg_free(l->agg);
+    for (int i = 0; i < 3; i++)
+        agg_free(l->aggs[i].agg);
     event_parser_free(l->parser);
     runtime_release(&l->rt);
     free(l->config_path);
