@@ -250,12 +250,14 @@ static const char *const forced_consumer[][2] = {
 
 /* Defaults kafka.properties may override. A live dashboard wants a broker to answer a
  * fetch quickly rather than wait half a second for more data (librdkafka's 500 ms default
- * was most of the produce-to-Redis latency), and a deeper prefetch keeps the loop fed
- * while a flush is on its way. */
+ * was most of the produce-to-Redis latency), and a deep prefetch keeps the loop fed while
+ * a flush is on its way (a shallow one halved throughput). kpid is usually slower than the
+ * fetcher during a backlog, so the prefetch queue runs full: its bound
+ * (queued.max.messages.kbytes, 64 MB of payload by default, plus bookkeeping per message)
+ * is what kpid's resident size plateaus at. */
 static const char *const default_consumer[][2] = {
     {"fetch.wait.max.ms", "20"},
     {"queued.min.messages", "200000"},
-    {"max.partition.fetch.bytes", "4194304"},
 };
 
 static rd_kafka_conf_t *base_conf(const config_t *cfg, char *err, size_t errlen,

@@ -116,11 +116,18 @@ class Bench:
     def generate(self, cfg, topic, count, seed):
         t = time.time()
         out = subprocess.run([os.path.join(self.build, "kpi-gen"), "-b", self.brokers, "-t", topic,
-                              "-c", cfg, "--seed", str(seed), "--count", str(count),
+                              "-c", cfg, "--seed", str(seed), "--count", str(count), "--managers", "1000",
                               "--dup-frac", "0.01", "--invalid-frac", "0.01", "--stats"],
                              check=True, capture_output=True, text=True)
         self.low_watermarks_zero(topic)
         return time.time() - t, out.stdout.strip()
+
+    @staticmethod
+    def rss_mib(pid):
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+        return 0
 
     @staticmethod
     def proc_cpu(pid):
@@ -142,13 +149,18 @@ class Bench:
                        "kpid-" + prefix + ".log")
         t0 = c0 = None
         deadline = time.time() + 900
+        samples, next_mark = [], 0.1
         while time.time() < deadline:
             c = self.meta_consumed(prefix)
             if t0 is None and c > 0:
                 t0, c0 = time.time(), c
+            if c >= next_mark * count:
+                samples.append(self.rss_mib(p.pid))
+                next_mark += 0.1
             if c >= count:
                 break
             time.sleep(0.005)
+        print("  RSS at each 10% of the stream (MiB): " + " ".join(str(s) for s in samples))
         t1 = time.time()
         hwm = 0
         for line in open(f"/proc/{p.pid}/status"):
@@ -248,10 +260,11 @@ def main():
     ap.add_argument("--big", type=int, default=5_000_000)
     ap.add_argument("--skip-big", action="store_true")
     args = ap.parse_args()
-    # The mock broker keeps <= 5 MiB of compressed batches per partition: ~1 partition per
-    # 60k events is a safe margin with zstd.
-    parts = max(8, args.events // 60000)
-    big_parts = max(8, args.big // 60000)
+    # The mock broker keeps <= 5 MiB of compressed batches per partition (~150k events with
+    # zstd); keys spread unevenly, so plan ~40k events per partition.
+    # Both runs use the same partition count: librdkafka's prefetch buffers grow with the
+    # partitions a consumer owns, and the RSS comparison is about the stream's length.
+    parts = big_parts = max(8, max(args.events, 0 if args.skip_big else args.big) // 40000)
     work = tempfile.mkdtemp(prefix="kpi-bench.")
     b = Bench(os.path.abspath(args.build), work)
     try:

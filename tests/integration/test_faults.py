@@ -66,21 +66,31 @@ def test_redis_killed_and_restarted(env, stream):
 
 
 def test_redis_frozen(env, stream):
-    """redis-server stopped (SIGSTOP) for 12 s: requests time out, and a transaction kpid
-    sent before the freeze may still be executed when redis wakes up, after kpid has
-    given up on it. kpid must notice on its retry that those messages were written and
-    not count them again."""
+    """redis-server stopped (SIGSTOP): requests time out (timeout_ms 2000), and a
+    transaction kpid sent before the freeze may still be executed when redis wakes up,
+    after kpid has given up on it. kpid must notice on its retry that those messages were
+    written and not count them again. Several short freezes (2.5 s, at random points of
+    the flush cycle, so some catch an EXEC in flight), each followed by the consistency
+    check, then one of 12 s (redis unreachable long enough for the backoff to grow)."""
     n = len(stream.msgs)
     redis, c, group, dlq, kpid = start_run(env, stream, "redis-freeze",
-                                           batch={"max_events": 100, "max_ms": 10})
-    faultlib.wait_progress(c, n // 3, kpid, timeout=90)
+                                           batch={"max_events": 10, "max_ms": 5})
+    r = faultlib.rng(SEED)
+    faultlib.wait_progress(c, n // 10, kpid, timeout=90)
+    for i in range(4):
+        time.sleep(r.uniform(0, 0.3))
+        with faultlib.Frozen(redis.proc):
+            time.sleep(2.5)
+        time.sleep(0.7)
+        s = faultlib.check_consistent(c, group, "after short freeze #%d" % (i + 1))
+        assert kpitest.consumed_count(s["meta"]) < n, "the stream ended before the freezes did"
     mark = kpid.log_size()
     with faultlib.Frozen(redis.proc):
         time.sleep(12)
         assert kpid.running(), kpid.log_tail()
         lines = redis_retry_lines(kpid, redis, mark)
         assert lines, "no log line names redis and says 'retrying':\n" + kpid.log_tail()
-    finish_run(stream, kpid, c, group, dlq, "redis frozen for 12 s")
+    finish_run(stream, kpid, c, group, dlq, "redis frozen (4 x 2.5 s, 12 s)")
 
 
 def test_broker_down_and_up(env, stream):

@@ -18,7 +18,7 @@ PARTITIONS = 8
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
-    yield from faultlib.module_stream(tmp_path_factory, "group-stream", seed=SEED, count=100000,
+    yield from faultlib.module_stream(tmp_path_factory, "group-stream", seed=SEED, count=150000,
                                       partitions=PARTITIONS)
 
 
@@ -58,8 +58,12 @@ def test_member_killed(env, stream, assignor):
 
 @pytest.mark.parametrize("batching", ["holding", "flushing"])
 def test_frozen_member_is_fenced(env, stream, batching):
-    """holding: the frozen kpid sits on a large unflushed batch (it will try to flush it on
-    waking, and sink_begin must find its fence tokens stale). flushing: it flushes every few
+    """A frozen (SIGSTOP) past the session timeout and max.poll.interval.ms while B takes
+    its partitions over; then A is woken up (SIGCONT), and later B stops, so A ends up
+    owning every partition, including those it was fenced off: it must consume them again.
+
+    holding: A sits on a large unflushed batch (it tries to flush it on waking, and
+    sink_begin must find its fence tokens stale). flushing: A flushes every few
     milliseconds, so it is likely frozen between WATCH and EXEC (the EXEC must fail)."""
     n = len(stream.msgs)
     redis = env.redis()
@@ -69,8 +73,9 @@ def test_frozen_member_is_fenced(env, stream, batching):
     batch_a = {"holding": {"max_events": 100000, "max_ms": 1500},
                "flushing": {"max_events": 50, "max_ms": 5}}[batching]
     a = env.kpid(stream.config(redis, group, dlq, properties=props, batch=batch_a), name="kpid-frozen")
+    # B is slowed down by tiny batches, so that the stream outlasts the freeze.
     b = env.kpid(stream.config(redis, group, dlq, properties=props,
-                               batch={"max_events": 200, "max_ms": 20}), name="kpid-other")
+                               batch={"max_events": 10, "max_ms": 5}), name="kpid-other")
     kpitest.wait_for(lambda: assigned_partitions(a) and assigned_partitions(b), 60,
                      "both kpid to be assigned partitions", on_timeout=env.logs)
     faultlib.wait_progress(c, n // 5, a, timeout=90)
@@ -79,21 +84,29 @@ def test_frozen_member_is_fenced(env, stream, batching):
     fence_before = faultlib.fence_total(c, group)
     t0 = time.monotonic()
     with faultlib.Frozen(a.proc):
-        # The group drops the frozen member after the session timeout; the other kpid
-        # then claims its partitions in Redis (new fence tokens).
+        # The group drops the frozen member after the session timeout; B then claims
+        # A's partitions in Redis (new fence tokens).
         kpitest.wait_for(lambda: faultlib.fence_total(c, group) >= fence_before + len(held), 30,
-                         "the other kpid to claim the frozen one's partitions %s" % sorted(held),
+                         "B to claim the frozen kpid's partitions %s" % sorted(held),
                          on_timeout=env.logs)
         # Stay frozen past max.poll.interval.ms too.
         time.sleep(max(0.0, 9.0 - (time.monotonic() - t0)))
         mark = a.log_size()
         assert kpitest.consumed_count(kpitest.meta(c)) < n, "the stream ended during the freeze"
-    kpitest.wait_consumed(c, n, b, timeout=180)
+    # A rejoins the group and gets partitions again.
+    kpitest.wait_for(lambda: assigned_partitions(a, mark), 60, "the woken kpid to be assigned partitions",
+                     on_timeout=env.logs)
     assert a.running(), a.log_tail()
     # The woken kpid must have noticed that it lost its partitions, through the group
     # (lost assignment) or through Redis (fence tokens changed).
     said = faultlib.log_lines(a, r"(?i)\blost\b|fence", mark)
     assert said, "the frozen kpid logged nothing about lost partitions or fencing:\n" + a.log_tail(60)
-    assert a.stop() == 0, a.log_tail()
+    s = faultlib.check_consistent(c, group, "after the frozen kpid woke up")
+    # B leaves: A must take everything over, the partitions it was fenced off included.
+    mark_a = a.log_size()
     assert b.stop() == 0, b.log_tail()
+    s = faultlib.check_consistent(c, group, "after B stopped")
+    assert kpitest.consumed_count(s["meta"]) < n, "the stream ended before B stopped"
+    kpitest.wait_consumed(c, n, a, timeout=90)
+    assert a.stop() == 0, a.log_tail()
     stream.check_run(c, group, dlq, "kpid frozen past max.poll.interval.ms (%s)" % batching)
