@@ -1,5 +1,7 @@
 #include "deals.h"
 
+#include "log.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,28 +22,17 @@ struct deals_rules {
     char pipe_name[DEALS_PIPE_MAX][STAGE_NAME_MAX + 8];
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 deals_rules_t *deals_rules_new(const struct config_stage *stages, size_t n_stages, char *err,
                                size_t errlen)
 {
     if (!stages || n_stages == 0 || n_stages > DEALS_MAX_STAGES) {
-        fail(err, errlen, "stages: need 1 to %d stages, got %zu", DEALS_MAX_STAGES, n_stages);
+        log_errbuf(err, errlen, "stages: need 1 to %d stages, got %zu", DEALS_MAX_STAGES, n_stages);
         return NULL;
     }
     deals_rules_t *r = calloc(1, sizeof *r);
     if (!r) {
-        fail(err, errlen, "out of memory");
+        log_errbuf(err, errlen, "out of memory");
         return NULL;
     }
     r->n = n_stages;
@@ -58,11 +49,11 @@ deals_rules_t *deals_rules_new(const struct config_stage *stages, size_t n_stage
         const struct config_stage *s = &stages[i];
         size_t len = s->name ? strlen(s->name) : 0;
         if (len == 0 || len > STAGE_NAME_MAX) {
-            fail(err, errlen, "stages[%zu]: name must be 1 to %d bytes", i, STAGE_NAME_MAX);
+            log_errbuf(err, errlen, "stages[%zu]: name must be 1 to %d bytes", i, STAGE_NAME_MAX);
             goto bad;
         }
         if (!(s->p >= 0 && s->p <= 1)) { /* also refuses NaN */
-            fail(err, errlen, "stages[%zu]: p must be between 0 and 1", i);
+            log_errbuf(err, errlen, "stages[%zu]: p must be between 0 and 1", i);
             goto bad;
         }
         memcpy(r->name[i], s->name, len + 1);
@@ -78,7 +69,7 @@ deals_rules_t *deals_rules_new(const struct config_stage *stages, size_t n_stage
             r->lost = (int)i;
     }
     if (r->won < 0 || r->lost < 0) {
-        fail(err, errlen, "stages: terminal stages \"won\" and \"lost\" are required");
+        log_errbuf(err, errlen, "stages: terminal stages \"won\" and \"lost\" are required");
         goto bad;
     }
     return r;
@@ -166,17 +157,17 @@ int deals_apply(const deal_state_t *state, const event_t *ev, const deals_rules_
                 deal_state_t *next, deals_effects_t *fx, char *err, size_t errlen)
 {
     if (ev->type != EVENT_DEAL_STAGE)
-        return fail(err, errlen, "deals: event %s is not a deal_stage", ev->event_id);
+        return log_errbuf(err, errlen, "deals: event %s is not a deal_stage", ev->event_id);
     if (ev->stage < 0 || (size_t)ev->stage >= rules->n)
-        return fail(err, errlen, "deals: event %s: stage #%d is not configured", ev->event_id,
+        return log_errbuf(err, errlen, "deals: event %s: stage #%d is not configured", ev->event_id,
                     ev->stage);
     if (ev->has_amount && ev->amount_cents < 0)
-        return fail(err, errlen, "deals: event %s: negative amount", ev->event_id);
+        return log_errbuf(err, errlen, "deals: event %s: negative amount", ev->event_id);
     if (state && (state->stage < 0 || (size_t)state->stage >= rules->n))
-        return fail(err, errlen, "deals: deal %s: stored stage #%d is not configured",
+        return log_errbuf(err, errlen, "deals: deal %s: stored stage #%d is not configured",
                     ev->deal_id, state->stage);
     if (state && state->has_amount && state->amount_cents < 0)
-        return fail(err, errlen, "deals: deal %s: stored amount is negative", ev->deal_id);
+        return log_errbuf(err, errlen, "deals: deal %s: stored amount is negative", ev->deal_id);
 
     deal_state_t n;
     if (state) {
@@ -255,7 +246,7 @@ int deals_state_format(const deals_rules_t *rules, const deal_state_t *st, deals
                        char *err, size_t errlen)
 {
     if (st->stage < 0 || (size_t)st->stage >= rules->n)
-        return fail(err, errlen, "deals: stage #%d is not configured", st->stage);
+        return log_errbuf(err, errlen, "deals: stage #%d is not configured", st->stage);
     out->n = 0;
     size_t used = 0;
     for (int f = 0; f < F_COUNT; f++) {
@@ -274,7 +265,7 @@ int deals_state_format(const deals_rules_t *rules, const deal_state_t *st, deals
         }
         /* Cannot happen: buf holds the longest manager, stage name and four 20-digit numbers. */
         if (len < 0 || (size_t)len >= room)
-            return fail(err, errlen, "deals: state does not fit its buffer");
+            return log_errbuf(err, errlen, "deals: state does not fit its buffer");
         out->field[out->n] = field_names[f];
         out->value[out->n] = dst;
         out->value_len[out->n] = (size_t)len;
@@ -359,30 +350,30 @@ int deals_reader_field(deals_reader_t *r, const deals_rules_t *rules, const char
     switch (f) {
     case F_MANAGER:
         if (!manager_ok(value, vlen))
-            return fail(err, errlen, "deal state: manager: not a manager id");
+            return log_errbuf(err, errlen, "deal state: manager: not a manager id");
         memcpy(st->manager, value, vlen);
         st->manager[vlen] = '\0';
         break;
     case F_STAGE:
         st->stage = deals_rules_stage_find(rules, value, vlen);
         if (st->stage < 0)
-            return fail(err, errlen, "deal state: stage: not a configured stage");
+            return log_errbuf(err, errlen, "deal state: stage: not a configured stage");
         break;
     case F_AMOUNT:
         if (parse_dec(value, vlen, false, &v) != 0)
-            return fail(err, errlen, "deal state: amount_cents: not a non-negative integer");
+            return log_errbuf(err, errlen, "deal state: amount_cents: not a non-negative integer");
         st->has_amount = true;
         st->amount_cents = v;
         break;
     case F_FIRST_TS:
     case F_STAGE_TS:
         if (parse_dec(value, vlen, true, &v) != 0)
-            return fail(err, errlen, "deal state: %s: not an integer", field_names[f]);
+            return log_errbuf(err, errlen, "deal state: %s: not an integer", field_names[f]);
         *(f == F_FIRST_TS ? &st->first_ts : &st->stage_ts) = v;
         break;
     default:
         if (parse_u64(value, vlen, &mask) != 0)
-            return fail(err, errlen, "deal state: reached: not an unsigned 64-bit integer");
+            return log_errbuf(err, errlen, "deal state: reached: not an unsigned 64-bit integer");
         /* Bits of stages since removed from the end of the list mean nothing now. */
         st->reached = rules->n < 64 ? mask & ((UINT64_C(1) << rules->n) - 1) : mask;
         break;
@@ -397,9 +388,9 @@ int deals_reader_finish(const deals_reader_t *r, deal_state_t *out, char *err, s
         return 1;
     for (int f = 0; f < F_COUNT; f++)
         if ((REQUIRED_FIELDS & (1u << f)) && !(r->seen & (1u << f)))
-            return fail(err, errlen, "deal state: %s: missing", field_names[f]);
+            return log_errbuf(err, errlen, "deal state: %s: missing", field_names[f]);
     if (!(r->state.reached & (UINT64_C(1) << r->state.stage)))
-        return fail(err, errlen, "deal state: reached: does not include the current stage");
+        return log_errbuf(err, errlen, "deal state: reached: does not include the current stage");
     *out = r->state;
     return 0;
 }

@@ -1,5 +1,7 @@
 #include "derived.h"
 
+#include "log.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -73,17 +75,6 @@ static void add_figure(derived_t *out, const char *field, int64_t num, int64_t d
     out->n++;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static int64_t stage_count(derived_lookup_fn lookup, void *ctx, const char *stage)
 {
@@ -97,10 +88,10 @@ int derived_compute(const struct config_stage *stages, size_t n_stages, derived_
 {
     out->n = 0;
     if (n_stages > 64)
-        return fail(err, errlen, "derived: more than 64 stages");
+        return log_errbuf(err, errlen, "derived: more than 64 stages");
     for (size_t i = 0; i < n_stages; i++)
         if (!stages[i].name || strlen(stages[i].name) > STAGE_NAME_MAX)
-            return fail(err, errlen, "derived: stages[%zu]: name must be at most %d bytes", i,
+            return log_errbuf(err, errlen, "derived: stages[%zu]: name must be at most %d bytes", i,
                         STAGE_NAME_MAX);
 
     int64_t won = lookup(ctx, "deals_won"), lost = lookup(ctx, "deals_lost"), closed, won_days;

@@ -3,6 +3,8 @@
 #ifndef KPI_LOG_H
 #define KPI_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LEVEL_ERROR = 3, LOG_LEVEL_WARN = 4, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
 
 void log_init(const char *progname);
@@ -14,5 +16,9 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Formats an error into a caller's buffer (err may be NULL) and returns -1, so a failing
+ * function can end with `return log_errbuf(err, errlen, "...", ...);`. Logs nothing. */
+int log_errbuf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif
