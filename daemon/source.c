@@ -152,18 +152,27 @@ static void claim_assigned(source_t *src, rd_kafka_topic_partition_list_t *list)
     }
 }
 
-static void pause_list(source_t *src, rd_kafka_topic_partition_list_t *list, bool only_pending)
+/* After an assignment: pause what cannot be consumed yet (claim pending, or everything
+ * during a Redis outage) and explicitly resume the rest. librdkafka keeps a partition's
+ * pause flag across re-assignment, so a partition this process paused when it was fenced
+ * off would otherwise stay paused when the group hands it back. */
+static void apply_pause_state(source_t *src, rd_kafka_topic_partition_list_t *list)
 {
-    rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(list->cnt);
+    rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(list->cnt);
+    rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(list->cnt);
     for (int i = 0; i < list->cnt; i++) {
         int t = topic_index(src, list->elems[i].topic);
         struct part_state *ps = part_get(src, t, list->elems[i].partition, false);
-        if (!only_pending || src->paused_all || (ps && ps->claim_pending))
-            rd_kafka_topic_partition_list_add(p, list->elems[i].topic, list->elems[i].partition);
+        bool run = ps && ps->owned && !src->paused_all;
+        rd_kafka_topic_partition_list_add(run ? resume : pause, list->elems[i].topic,
+                                          list->elems[i].partition);
     }
-    if (p->cnt)
-        rd_kafka_pause_partitions(src->consumer, p);
-    rd_kafka_topic_partition_list_destroy(p);
+    if (pause->cnt)
+        rd_kafka_pause_partitions(src->consumer, pause);
+    if (resume->cnt)
+        rd_kafka_resume_partitions(src->consumer, resume);
+    rd_kafka_topic_partition_list_destroy(pause);
+    rd_kafka_topic_partition_list_destroy(resume);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -182,7 +191,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else {
             rd_kafka_assign(rk, list);
         }
-        pause_list(src, list, true);
+        apply_pause_state(src, list);
         return;
     }
     bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
