@@ -589,8 +589,8 @@ static void loop_try_flush(loop_t *l, int64_t now, bool fill)
 {
     if (loop_advance(l, fill) == 0) {
         if (l->stalled) {
-            log_info("redis %s: flushed again after %.1f s; consumption resumed",
-                     sink_address(l->sink), (double)(wall_ms() - l->stalled_since_ms) / 1000.0);
+            log_info("nothing held is pending any more after %.1f s; consumption resumed",
+                     (double)(wall_ms() - l->stalled_since_ms) / 1000.0);
             l->stalled = false;
             l->backoff_ms = 0;
             source_resume_all(l->src);
@@ -606,10 +606,9 @@ static void loop_try_flush(loop_t *l, int64_t now, bool fill)
     if (l->backoff_ms > BACKOFF_MAX_MS)
         l->backoff_ms = BACKOFF_MAX_MS;
     l->retry_at_ms = wall_ms() + l->backoff_ms;
-    log_warn("flush failed: consumption paused, %zu messages held; retrying in %.1f s "
-             "(check that redis %s is up and accepts writes)",
-             loop_held(l),
-             l->backoff_ms / 1000.0, sink_address(l->sink));
+    /* The line before this one says why (redis error, DLQ not acknowledged, conflicts). */
+    log_warn("redis %s: flush failed, consumption paused, %zu messages held; retrying in %.1f s",
+             sink_address(l->sink), loop_held(l), l->backoff_ms / 1000.0);
 }
 
 static void loop_reload(loop_t *l)

@@ -163,8 +163,13 @@ static redisReply *sink_read(sink_t *s, char *err, size_t errlen)
 {
     void *reply = NULL;
     if (redisGetReply(s->redis, &reply) != REDIS_OK || !reply) {
-        snprintf(err, errlen, "redis %s: %s", s->address,
-                 s->redis->errstr[0] ? s->redis->errstr : "connection lost");
+        /* hiredis reports a read timeout as EAGAIN's text; say what happened. */
+        if (s->redis->err == REDIS_ERR_IO && strstr(s->redis->errstr, "temporarily unavailable"))
+            snprintf(err, errlen, "redis %s: no answer within %d ms (redis.timeout_ms)",
+                     s->address, s->timeout_ms);
+        else
+            snprintf(err, errlen, "redis %s: %s", s->address,
+                     s->redis->errstr[0] ? s->redis->errstr : "connection lost");
         sink_disconnect(s);
         return NULL;
     }

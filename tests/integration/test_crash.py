@@ -71,7 +71,7 @@ def test_kill9_at_random_points(env, stream):
     assert sum(1 for k in log if k[2] > k[1]) >= KILLS // 2, "most lives must make progress: %r" % log
 
     kpid.start()
-    kpitest.wait_consumed(c, n, kpid, timeout=180)
+    stream.wait_consumed(c, group, kpid, timeout=120)
     assert kpid.stop() == 0, kpid.log_tail()
     repeats = stream.check_run(c, group, dlq, "after %d kills" % KILLS)
     print("DLQ repeats after %d kills: %d" % (KILLS, repeats))
@@ -101,7 +101,7 @@ def test_sigterm_during_flushes(env, stream):
         assert faultlib.log_lines(kpid, r"stopping", mark), kpid.log_tail()
         assert not faultlib.log_lines(kpid, r"not flushed", mark), kpid.log_tail()
         kpid.start()
-    kpitest.wait_consumed(c, n, kpid, timeout=180)
+    stream.wait_consumed(c, group, kpid, timeout=120)
     assert kpid.stop() == 0, kpid.log_tail()
     repeats = stream.check_run(c, group, dlq, "after SIGTERM and restart")
     # Nothing crashed: no DLQ copy had a reason to be sent twice.
