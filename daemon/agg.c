@@ -180,20 +180,41 @@ static char *arena_strdup(agg_t *agg, const char *s)
     return p;
 }
 
-agg_bucket_t *agg_bucket(agg_t *agg, enum scope_kind kind, const char *scope,
-                         enum period_kind period_kind, const period_set_t *periods)
+static uint64_t bucket_hash(enum scope_kind kind, const char *scope, const char *period_id)
 {
-    const char *period_id = periods->id[period_kind];
-    uint64_t h = hash_str(hash_str(14695981039346656037ULL ^ (uint64_t)kind, scope), period_id);
+    return hash_str(hash_str(14695981039346656037ULL ^ (uint64_t)kind, scope), period_id);
+}
+
+/* The slot holding (kind, scope, period_id), or the empty slot where it would go. */
+static size_t bucket_slot(const agg_t *agg, uint64_t h, enum scope_kind kind, const char *scope,
+                          const char *period_id)
+{
     size_t s = h & (agg->n_slots - 1);
     while (agg->slots[s]) {
         size_t i = agg->slots[s] - 1;
-        agg_bucket_t *b = &agg->buckets[i];
+        const agg_bucket_t *b = &agg->buckets[i];
         if (agg->hashes[i] == h && b->kind == kind && strcmp(b->scope, scope) == 0 &&
             strcmp(b->period_id, period_id) == 0)
-            return b;
+            return s;
         s = (s + 1) & (agg->n_slots - 1);
     }
+    return s;
+}
+
+agg_bucket_t *agg_find(const agg_t *agg, enum scope_kind kind, const char *scope,
+                       const char *period_id)
+{
+    size_t s = bucket_slot(agg, bucket_hash(kind, scope, period_id), kind, scope, period_id);
+    return agg->slots[s] ? &agg->buckets[agg->slots[s] - 1] : NULL;
+}
+
+agg_bucket_t *agg_bucket_id(agg_t *agg, enum scope_kind kind, const char *scope,
+                            enum period_kind period_kind, const char *period_id, int64_t end_ms)
+{
+    uint64_t h = bucket_hash(kind, scope, period_id);
+    size_t s = bucket_slot(agg, h, kind, scope, period_id);
+    if (agg->slots[s])
+        return &agg->buckets[agg->slots[s] - 1];
     if (agg->n_buckets == agg->cap_buckets) {
         size_t cap = agg->cap_buckets ? agg->cap_buckets * 2 : 256;
         agg_bucket_t *buckets = realloc(agg->buckets, cap * sizeof *buckets);
@@ -211,7 +232,8 @@ agg_bucket_t *agg_bucket(agg_t *agg, enum scope_kind kind, const char *scope,
     b->period_kind = period_kind;
     b->scope = arena_strdup(agg, scope);
     b->period_id = arena_strdup(agg, period_id);
-    b->period_end_ms = periods->end_ms[period_kind];
+    b->period_end_ms = end_ms;
+    b->flags = 0;
     b->values = arena_alloc(agg, agg->n_counters * sizeof(int64_t));
     if (!b->scope || !b->period_id || !b->values)
         return NULL;
@@ -222,6 +244,13 @@ agg_bucket_t *agg_bucket(agg_t *agg, enum scope_kind kind, const char *scope,
     if (agg->n_buckets * 2 > agg->n_slots && agg_grow_slots(agg) != 0)
         return NULL;
     return &agg->buckets[agg->n_buckets - 1];
+}
+
+agg_bucket_t *agg_bucket(agg_t *agg, enum scope_kind kind, const char *scope,
+                         enum period_kind period_kind, const period_set_t *periods)
+{
+    return agg_bucket_id(agg, kind, scope, period_kind, periods->id[period_kind],
+                         periods->end_ms[period_kind]);
 }
 
 int agg_add(agg_t *agg, enum scope_kind kind, const char *scope, const period_set_t *periods,

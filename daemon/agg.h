@@ -50,6 +50,7 @@ typedef struct agg_bucket {
     const char *period_id;  /* "d:2026-11-16" */
     int64_t period_end_ms;  /* end of the period in its zone, for key expiry */
     int64_t *values;        /* n_counters deltas */
+    unsigned flags;         /* the caller's, 0 when created */
 } agg_bucket_t;
 
 /* n_counters: how many values each bucket holds (at least COUNTER_ACTIVITY_COUNT). */
@@ -61,6 +62,15 @@ size_t agg_counter_count(const agg_t *agg);
  * of memory. The pointer is valid until agg_reset. */
 agg_bucket_t *agg_bucket(agg_t *agg, enum scope_kind kind, const char *scope,
                          enum period_kind period_kind, const period_set_t *periods);
+
+/* The same for a hash that is not a calendar period ("pipeline", an hour "h:492345"):
+ * period_kind and end_ms are kept for the caller (expiry), the bucket is keyed by
+ * (kind, scope, period_id) alone. */
+agg_bucket_t *agg_bucket_id(agg_t *agg, enum scope_kind kind, const char *scope,
+                            enum period_kind period_kind, const char *period_id, int64_t end_ms);
+/* The existing bucket, or NULL. */
+agg_bucket_t *agg_find(const agg_t *agg, enum scope_kind kind, const char *scope,
+                       const char *period_id);
 
 /* Adds deltas to the buckets of every period of `periods` for one scope. -1 on OOM. */
 int agg_add(agg_t *agg, enum scope_kind kind, const char *scope, const period_set_t *periods,

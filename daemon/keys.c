@@ -33,3 +33,14 @@ int keys_fence(char *buf, size_t size, const char *prefix, const char *group, co
 {
     return keys_fit(snprintf(buf, size, "%s:fence:%s:%s", prefix, group, topic), size);
 }
+
+int keys_deal(char *buf, size_t size, const char *prefix, const char *deal_id)
+{
+    return keys_fit(snprintf(buf, size, "%s:deal:{%s}", prefix, deal_id), size);
+}
+
+int keys_leaderboard(char *buf, size_t size, const char *prefix, const char *metric,
+                     const char *period_id)
+{
+    return keys_fit(snprintf(buf, size, "%s:lb:%s:%s", prefix, metric, period_id), size);
+}

@@ -19,4 +19,9 @@ int keys_global(char *buf, size_t size, const char *prefix, const char *name);
 int keys_offsets(char *buf, size_t size, const char *prefix, const char *group, const char *topic);
 int keys_fence(char *buf, size_t size, const char *prefix, const char *group, const char *topic);
 
+/* kpi:deal:{<deal>} and kpi:lb:<metric>:<period> */
+int keys_deal(char *buf, size_t size, const char *prefix, const char *deal_id);
+int keys_leaderboard(char *buf, size_t size, const char *prefix, const char *metric,
+                     const char *period_id);
+
 #endif

@@ -8,11 +8,14 @@
 
 #include "agg.h"
 #include "batch.h"
+#include "dealset.h"
+#include "deals.h"
 #include "event.h"
 #include "log.h"
 #include "period.h"
 #include "sink.h"
 #include "source.h"
+#include "tally.h"
 
 #define MAX_COMMIT_ATTEMPTS 50
 #define MAX_BATCH_BYTES (64u << 20)
@@ -37,6 +40,8 @@ struct runtime {
     period_zone_t *org_zone;      /* the organisation; a separate handle keeps caches apart */
     const char **stage_names;
     event_rules_t rules;
+    deals_rules_t *deal_rules;
+    bool *team_org_zone; /* parallel to cfg->teams: the team's zone is the organisation's */
 };
 
 struct stats {
@@ -56,8 +61,8 @@ struct loop {
     batch_t *spares[3];  /* the batch objects not in use */
     struct batch_agg {
         const batch_t *batch;
-        agg_t *agg;
-        bool stale; /* records were removed since counting: recompute */
+        tally_t *tally;
+        bool stale; /* records were removed or deals applied since counting: recompute */
     } aggs[3];
     bool checking_sent, committing_sent;
     int64_t checking_sent_ms, checking_started_us, committing_started_us;
@@ -67,6 +72,8 @@ struct loop {
     int64_t stalled_since_ms, retry_at_ms;
     int backoff_ms;
     int64_t next_cron_ms, next_stats_ms;
+    int64_t rolling_hour_done; /* wall-clock hour whose rolling windows are stored */
+    int64_t rolling_retry_ms;  /* after a failure to move them */
     struct stats total, at_last_stats;
     bool claims_pending;
 };
@@ -94,6 +101,8 @@ static void runtime_release(struct runtime *rt)
     period_zone_free(rt->default_zone);
     period_zone_free(rt->org_zone);
     free(rt->stage_names);
+    free(rt->team_org_zone);
+    deals_rules_free(rt->deal_rules);
     config_free(rt->cfg);
     memset(rt, 0, sizeof *rt);
 }
@@ -105,7 +114,8 @@ static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t er
     rt->cfg = cfg;
     rt->team_zones = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *rt->team_zones);
     rt->stage_names = calloc(cfg->n_stages ? cfg->n_stages : 1, sizeof *rt->stage_names);
-    if (!rt->team_zones || !rt->stage_names) {
+    rt->team_org_zone = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *rt->team_org_zone);
+    if (!rt->team_zones || !rt->stage_names || !rt->team_org_zone) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -116,9 +126,12 @@ static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t er
         const char *zone = cfg->teams[i].time_zone ? cfg->teams[i].time_zone : cfg->time_zone;
         if (!(rt->team_zones[i] = period_zone_open(zone, err, errlen)))
             goto fail;
+        rt->team_org_zone[i] = strcmp(zone, cfg->time_zone) == 0;
     }
     for (size_t i = 0; i < cfg->n_stages; i++)
         rt->stage_names[i] = cfg->stages[i].name;
+    if (!(rt->deal_rules = deals_rules_new(cfg->stages, cfg->n_stages, err, errlen)))
+        goto fail;
     rt->rules = (event_rules_t){
         .stages = rt->stage_names,
         .n_stages = cfg->n_stages,
@@ -135,34 +148,49 @@ fail:
     return -1;
 }
 
-static period_zone_t *zone_of_team(struct runtime *rt, const char *team)
+static void loop_scope_of(loop_t *l, const char *manager, int64_t ts_ms, struct tally_scope *w)
 {
-    const struct config_team *t = config_team_find(rt->cfg, team);
-    return t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone;
+    struct runtime *rt = &l->rt;
+    const struct config_manager *m = config_manager_find(rt->cfg, manager);
+    w->manager = manager;
+    w->team = m ? m->team : CONFIG_UNASSIGNED_TEAM;
+    const struct config_team *t = config_team_find(rt->cfg, w->team);
+    /* unassigned and unknown teams use the default zone, which is the organisation's */
+    w->org_zone = !t || rt->team_org_zone[t - rt->cfg->teams];
+    w->mine = period_of(t ? rt->team_zones[t - rt->cfg->teams] : rt->default_zone, ts_ms);
+    w->org = period_of(rt->org_zone, ts_ms);
+    w->ts_ms = ts_ms;
 }
 
-/* Adds (sign 1) or takes back (sign -1) what one event counts. */
-static int loop_count_event(loop_t *l, agg_t *agg, const event_t *ev, int sign)
+static const char *loop_team_of(loop_t *l, const char *manager)
 {
-    int64_t deltas[COUNTER_ACTIVITY_COUNT];
-    struct runtime *rt = &l->rt;
-    agg_event_deltas(ev, rt->cfg->touch_min_call_s, deltas);
+    const struct config_manager *m = config_manager_find(l->rt.cfg, manager);
+    return m ? m->team : CONFIG_UNASSIGNED_TEAM;
+}
+
+/* Adds (sign 1) or takes back (sign -1) what one event counts without its deal's state:
+ * activity counters; for a deal event only the hashes it may change, so that their current
+ * figures are read with the batch (what it counts is known once the deal state is read). */
+static int loop_count_event(loop_t *l, tally_t *tally, const event_t *ev, int sign)
+{
+    int64_t deltas[TALLY_VALUES] = {0};
+    agg_event_deltas(ev, l->rt.cfg->touch_min_call_s, deltas);
     bool any = false;
     for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++) {
         deltas[c] *= sign;
         any |= deltas[c] != 0;
     }
+    if (ev->type == EVENT_DEAL_STAGE) {
+        if (sign < 0)
+            return 0; /* the mark may stay: reading a hash too many costs nothing wrong */
+        deltas[TALLY_DEAL_MARK] = 1;
+        any = true;
+    }
     if (!any)
         return 0;
-    const struct config_manager *m = config_manager_find(rt->cfg, ev->manager_id);
-    const char *team = m ? m->team : CONFIG_UNASSIGNED_TEAM;
-    const period_set_t *mine = period_of(zone_of_team(rt, team), ev->ts_ms);
-    const period_set_t *org = period_of(rt->org_zone, ev->ts_ms);
-    if (agg_add(agg, SCOPE_MANAGER, ev->manager_id, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
-        agg_add(agg, SCOPE_TEAM, team, mine, deltas, COUNTER_ACTIVITY_COUNT) ||
-        agg_add(agg, SCOPE_ORG, "", org, deltas, COUNTER_ACTIVITY_COUNT))
-        return -1;
-    return 0;
+    struct tally_scope where;
+    loop_scope_of(l, ev->manager_id, ev->ts_ms, &where);
+    return tally_add(tally, &where, deltas);
 }
 
 /* Each batch object has its aggregate. Events are counted as they are consumed, so a
@@ -180,39 +208,86 @@ static struct batch_agg *agg_slot(loop_t *l, const batch_t *b)
 static void agg_forget(loop_t *l, const batch_t *b)
 {
     struct batch_agg *s = agg_slot(l, b);
-    agg_reset(s->agg);
+    tally_reset(s->tally);
     s->stale = false;
 }
 
-/* The batch's aggregate of its non-duplicate events, recomputed from its records. */
-static agg_t *loop_aggregate(loop_t *l, batch_t *b)
+/* The batch's tally recomputed from its records: of its non-duplicate events, or (before
+ * duplicates are known) of all, which touches a superset of the hashes. */
+static tally_t *loop_aggregate(loop_t *l, batch_t *b, bool with_duplicates)
 {
     struct batch_agg *s = agg_slot(l, b);
-    agg_reset(s->agg);
+    tally_reset(s->tally);
     s->stale = true;
     for (size_t i = 0; i < batch_event_count(b); i++) {
         batch_event_t *rec = batch_event_at(b, i);
-        if (!rec->duplicate && loop_count_event(l, s->agg, &rec->event, 1) != 0)
+        if ((with_duplicates || !rec->duplicate) &&
+            loop_count_event(l, s->tally, &rec->event, 1) != 0)
             return NULL;
     }
-    s->stale = false;
-    return s->agg;
+    s->stale = with_duplicates;
+    return s->tally;
 }
 
-/* The aggregate after duplicates were marked: the running one minus the duplicates. */
-static agg_t *loop_aggregate_checked(loop_t *l, batch_t *b)
+/* The tally after duplicates were marked: the running one minus the duplicates. */
+static tally_t *loop_aggregate_checked(loop_t *l, batch_t *b)
 {
     struct batch_agg *s = agg_slot(l, b);
     if (s->stale)
-        return loop_aggregate(l, b);
+        return loop_aggregate(l, b, false);
     for (size_t i = 0; i < batch_event_count(b); i++) {
         batch_event_t *rec = batch_event_at(b, i);
-        if (rec->duplicate && loop_count_event(l, s->agg, &rec->event, -1) != 0)
-            return loop_aggregate(l, b);
+        if (rec->duplicate && loop_count_event(l, s->tally, &rec->event, -1) != 0)
+            return loop_aggregate(l, b, false);
     }
     /* Taken back once; a later redo recomputes from the records. */
     s->stale = true;
-    return s->agg;
+    return s->tally;
+}
+
+/* Applies the batch's deal events, in batch order, to the deal states the sink read, and
+ * adds what they count and how they move the pipelines to the tally. Processing order is
+ * the deal's history (deals.h). The slot must already be stale: the states are only valid
+ * for this attempt. */
+static int loop_apply_deals(loop_t *l, batch_t *b, tally_t *tally)
+{
+    char err[256];
+    dealset_t *deals = sink_deals(l->sink);
+    tally_reset_pipeline(tally);
+    for (size_t i = 0; i < batch_event_count(b); i++) {
+        const batch_event_t *rec = batch_event_at(b, i);
+        const event_t *ev = &rec->event;
+        if (rec->duplicate || ev->type != EVENT_DEAL_STAGE)
+            continue;
+        dealset_entry_t *e = dealset_find(deals, ev->deal_id);
+        if (!e) {
+            log_error("internal error: deal %s was not read with its batch; event %s skipped",
+                      ev->deal_id, ev->event_id);
+            continue;
+        }
+        deals_effects_t fx;
+        bool known = e->exists || e->changed;
+        if (deals_apply(known ? &e->state : NULL, ev, l->rt.deal_rules, &e->state, &fx, err,
+                        sizeof err) != 0) {
+            log_error("%s; event %s skipped", err, ev->event_id);
+            continue;
+        }
+        e->changed |= fx.state_changed;
+        if (fx.counted) {
+            int64_t deltas[TALLY_VALUES] = {0};
+            for (size_t c = 0; c < deals_counter_count(l->rt.deal_rules); c++)
+                deltas[TALLY_DEAL_BASE + c] = fx.counters[c];
+            struct tally_scope where;
+            loop_scope_of(l, ev->manager_id, ev->ts_ms, &where);
+            if (tally_add(tally, &where, deltas) != 0)
+                return -1;
+        }
+        for (size_t p = 0; p < fx.n_pipe; p++)
+            if (tally_add_pipeline(tally, fx.pipe[p].manager,
+                                   loop_team_of(l, fx.pipe[p].manager), fx.pipe[p].values) != 0)
+                return -1;
+    }
+    return 0;
 }
 
 /* --- partition ownership, called by the source during rebalances --- */
@@ -271,12 +346,6 @@ static int64_t loop_token(void *ctx, int topic, int32_t partition)
     return source_token(((loop_t *)ctx)->src, topic, partition);
 }
 
-static const char *loop_counter_name(size_t index, void *ctx)
-{
-    (void)ctx;
-    return agg_counter_name((enum counter)index);
-}
-
 /* --- the data path --- */
 
 static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
@@ -297,7 +366,7 @@ static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
                     : (snprintf(reason, sizeof reason, "message: empty (no value)"), -1);
     if (valid == 0) {
         struct batch_agg *s = agg_slot(l, l->batch);
-        if (!s->stale && loop_count_event(l, s->agg, &rec->event, 1) != 0)
+        if (!s->stale && loop_count_event(l, s->tally, &rec->event, 1) != 0)
             s->stale = true;
         return;
     }
@@ -394,23 +463,31 @@ static int loop_write(loop_t *l, batch_t *b)
         struct sink_fenced fenced[256];
         size_t n_fenced = 0;
         l->flush_started_us = mono_us();
-        if (sink_begin(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
-                       sizeof err) != 0)
+        tally_t *tally = loop_aggregate(l, b, true);
+        if (!tally) {
+            snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
+        }
+        int begun = sink_begin(l->sink, b, tally, loop_token, l, now, fenced, 256, &n_fenced, err,
+                               sizeof err);
+        if (begun < 0)
+            goto failed;
+        if (begun > 0)
+            continue; /* another writer changed what we had cached: read it all */
         loop_drop_fenced(l, b, fenced, n_fenced);
         if (batch_message_count(b) == 0) {
             sink_abort(l->sink);
             return 0;
         }
-        agg_t *agg = loop_aggregate(l, b);
-        if (!agg) {
+        if (!(tally = loop_aggregate(l, b, false)) || loop_apply_deals(l, b, tally) != 0) {
+            agg_slot(l, b)->stale = true;
             sink_abort(l->sink);
             snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
         }
+        agg_slot(l, b)->stale = true;
         struct sink_totals t;
-        switch (sink_commit(l->sink, b, agg, loop_counter_name, NULL, now, &t, err,
-                            sizeof err)) {
+        switch (sink_commit(l->sink, b, tally, now, &t, err, sizeof err)) {
         case SINK_COMMITTED:
             loop_finalize(l, b, &t, l->flush_started_us);
             return 0;
@@ -521,24 +598,26 @@ static int loop_advance(loop_t *l, bool fill)
     }
     if (l->checking) {
         batch_t *b = l->checking;
-        agg_t *agg = NULL;
+        tally_t *tally = NULL;
         struct sink_fenced fenced[256];
         size_t n_fenced = 0;
         int64_t now = wall_ms();
         l->checking_sent = false;
-        if (sink_begin_read(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
-                            sizeof err) != 0) {
-            log_warn("%s", err);
-            return loop_settle(l);
+        int begun = sink_begin_read(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
+                                    sizeof err);
+        if (begun != 0) {
+            if (begun < 0)
+                log_warn("%s", err);
+            return loop_settle(l); /* 1: another writer changed what we cached: redo */
         }
         loop_drop_fenced(l, b, fenced, n_fenced);
         if (batch_message_count(b) == 0) {
             sink_abort(l->sink);
             loop_give_spare(l, b);
             l->checking = NULL;
-        } else if (loop_wait_dlq(l, b) != 0 || !(agg = loop_aggregate_checked(l, b)) ||
-                   sink_commit_send(l->sink, b, agg, loop_counter_name, NULL, now, err,
-                                    sizeof err) != 0) {
+        } else if (loop_wait_dlq(l, b) != 0 || !(tally = loop_aggregate_checked(l, b)) ||
+                   loop_apply_deals(l, b, tally) != 0 ||
+                   sink_commit_send(l->sink, b, tally, now, err, sizeof err) != 0) {
             if (err[0])
                 log_warn("%s", err);
             sink_abort(l->sink);
@@ -552,7 +631,13 @@ static int loop_advance(loop_t *l, bool fill)
     }
     if (fill && batch_message_count(l->batch)) {
         l->checking_started_us = mono_us();
-        if (sink_begin_send(l->sink, l->batch, err, sizeof err) != 0) {
+        /* The reads must cover every hash the batch can touch. */
+        if (agg_slot(l, l->batch)->stale && !loop_aggregate(l, l->batch, true)) {
+            log_warn("out of memory aggregating a batch");
+            return -1;
+        }
+        if (sink_begin_send(l->sink, l->batch, agg_slot(l, l->batch)->tally, err, sizeof err) !=
+            0) {
             log_warn("%s", err);
             return -1; /* the batch stays being filled; retried after the backoff */
         }
@@ -637,6 +722,7 @@ static void loop_reload(loop_t *l)
     }
     runtime_release(&l->rt);
     l->rt = rt;
+    sink_set_funnel(l->sink, l->rt.deal_rules, l->rt.cfg->stages, l->rt.cfg->n_stages);
     enum log_level level;
     if (log_level_parse(l->rt.cfg->log_level, &level) == 0)
         log_set_level(level);
@@ -644,9 +730,28 @@ static void loop_reload(loop_t *l)
              l->rt.cfg->n_managers);
 }
 
+/* Once per wall-clock hour (and at start): move every manager's rolling windows. */
+static void loop_roll_windows(loop_t *l, int64_t now)
+{
+    int64_t hour = now / TALLY_HOUR_MS;
+    if (hour == l->rolling_hour_done || l->stalled || now < l->rolling_retry_ms ||
+        loop_settle(l) != 0)
+        return;
+    char err[512];
+    int rc = sink_rolling_advance(l->sink, now, err, sizeof err);
+    if (rc == 0) {
+        l->rolling_hour_done = hour;
+    } else if (rc < 0) {
+        /* Redis is failing: the flush path reports it too, so say it once in a while. */
+        log_warn("%s; rolling windows not moved to the new hour, retrying in 30 s", err);
+        l->rolling_retry_ms = now + 30000;
+    }
+}
+
 static void loop_cron(loop_t *l, int64_t now)
 {
     l->next_cron_ms = now + 1000;
+    loop_roll_windows(l, now);
     if (l->claims_pending) {
         l->claims_pending = false;
         if (source_retry_claims(l->src) != 0)
@@ -698,7 +803,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
     const batch_t *objects[3] = {l->batch, l->spares[0], l->spares[1]};
     for (int i = 0; i < 3; i++) {
         l->aggs[i].batch = objects[i];
-        aggs_ok &= (l->aggs[i].agg = agg_new(COUNTER_ACTIVITY_COUNT)) != NULL;
+        aggs_ok &= (l->aggs[i].tally = tally_new()) != NULL;
     }
     struct sink_params sp = {
         .host = cfg->redis_host,
@@ -721,6 +826,7 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         loop_free(l);
         return NULL;
     }
+    sink_set_funnel(l->sink, l->rt.deal_rules, cfg->stages, cfg->n_stages);
     char rerr[512];
     if (sink_connect(l->sink, rerr, sizeof rerr) != 0)
         log_warn("%s; will keep retrying (is redis-server running and reachable?)", rerr);
@@ -744,7 +850,7 @@ void loop_free(loop_t *l)
     for (int i = 0; i < 3; i++)
         batch_free(l->spares[i]);
     for (int i = 0; i < 3; i++)
-        agg_free(l->aggs[i].agg);
+        tally_free(l->aggs[i].tally);
     event_parser_free(l->parser);
     runtime_release(&l->rt);
     free(l->config_path);

@@ -9,46 +9,7 @@
 #include "dedup.h"
 #include "keys.h"
 #include "log.h"
-
-struct sink {
-    char *host, *user, *password, *prefix, *group;
-    int port, db, timeout_ms;
-    char **topics;
-    size_t n_topics;
-    int64_t dedup_window_ms, retention_day_s, retention_week_s;
-
-    redisContext *redis; /* NULL while disconnected */
-    char address[300];
-    uint64_t commands;
-    bool watching;
-    int64_t last_event_ts; /* read under WATCH in sink_begin */
-    /* A commit sent and not yet answered: how many replies precede EXEC's, and what it
-     * adds to the meta counters if it commits. */
-    bool in_flight;
-    size_t in_flight_queued;
-    struct sink_totals in_flight_totals;
-
-    char key_meta[KEYS_MAX], key_dedup[KEYS_MAX], key_managers[KEYS_MAX], key_updates[KEYS_MAX];
-    char (*key_offsets)[KEYS_MAX]; /* per topic */
-    char (*key_fence)[KEYS_MAX];
-
-    /* Scratch reused by every flush: argument vectors and in-batch sets. */
-    const char **argv;
-    size_t *argvlen;
-    size_t argv_cap;
-    dedup_t *seen, *managers;
-    char *json;
-    size_t json_cap;
-    char (*part_ids)[12]; /* partition numbers as strings, by batch partition index */
-    size_t part_ids_cap;
-    size_t *candidates;   /* batch event indices asked about with ZMSCORE */
-    size_t candidates_cap, n_candidates;
-    bool *present;        /* topics present in the batch */
-    size_t n_hmget;
-    /* A begin sent and not yet read: its replies follow those of any commit in flight. */
-    bool begin_pending;
-    const batch_t *begin_batch;
-};
+#include "sink_impl.h"
 
 static int sink_scratch_reserve(sink_t *s, size_t n_events, size_t n_parts)
 {
@@ -94,7 +55,17 @@ sink_t *sink_new(const struct sink_params *p)
     s->seen = dedup_new();
     s->managers = dedup_new();
     s->present = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->present);
-    if (!s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
+    s->deals = dealset_new();
+    s->base = agg_new(TALLY_COUNTERS);
+    s->hour_base = agg_new(TALLY_ROLLING_METRICS);
+    s->roll_base = agg_new(3 * TALLY_ROLLING_METRICS);
+    s->windows = agg_new(3 * TALLY_ROLLING_METRICS);
+    s->scratch = agg_new(1);
+    s->rolling_hour_ms = -1;
+    s->cache_hours = agg_new(TALLY_ROLLING_METRICS);
+    s->cache_rolling = agg_new(3 * TALLY_ROLLING_METRICS);
+    s->cache_seq = -1;
+    if (!s->cache_hours || !s->cache_rolling || !s->deals || !s->base || !s->hour_base || !s->roll_base || !s->windows || !s->scratch || !s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
         !s->seen || !s->managers || !s->present || (p->user && !s->user) || (p->password && !s->password)) {
         sink_free(s);
         return NULL;
@@ -117,8 +88,10 @@ sink_t *sink_new(const struct sink_params *p)
     return s;
 }
 
-static void sink_disconnect(sink_t *s)
+void sink_disconnect(sink_t *s)
 {
+    /* An EXEC may or may not have been applied: what we cached is no longer known. */
+    sink_funnel_forget(s);
     if (s->redis)
         redisFree(s->redis);
     s->redis = NULL;
@@ -150,6 +123,18 @@ void sink_free(sink_t *s)
     free(s->part_ids);
     free(s->candidates);
     free(s->present);
+    dealset_free(s->deals);
+    agg_free(s->base);
+    free(s->req);
+    free(s->req_start);
+    agg_free(s->hour_base);
+    agg_free(s->cache_counters);
+    agg_free(s->cache_hours);
+    agg_free(s->cache_rolling);
+    free(s->learn);
+    agg_free(s->roll_base);
+    agg_free(s->windows);
+    agg_free(s->scratch);
     free(s);
 }
 
@@ -159,7 +144,7 @@ uint64_t sink_commands_sent(const sink_t *s) { return s->commands; }
 
 /* Reads one reply; on a transport error the connection is dropped so the next attempt
  * reconnects, and err says what happened. */
-static redisReply *sink_read(sink_t *s, char *err, size_t errlen)
+redisReply *sink_read(sink_t *s, char *err, size_t errlen)
 {
     void *reply = NULL;
     if (redisGetReply(s->redis, &reply) != REDIS_OK || !reply) {
@@ -177,7 +162,7 @@ static redisReply *sink_read(sink_t *s, char *err, size_t errlen)
 }
 
 /* Sends a command and checks its reply is not an error. */
-static int sink_simple(sink_t *s, char *err, size_t errlen, int argc, const char **argv)
+int sink_simple(sink_t *s, char *err, size_t errlen, int argc, const char **argv)
 {
     if (redisAppendCommandArgv(s->redis, argc, argv, NULL) != REDIS_OK) {
         snprintf(err, errlen, "redis %s: out of memory", s->address);
@@ -235,7 +220,7 @@ int sink_connect(sink_t *s, char *err, size_t errlen)
     return 0;
 }
 
-static int sink_argv_reserve(sink_t *s, size_t n)
+int sink_argv_reserve(sink_t *s, size_t n)
 {
     if (n <= s->argv_cap)
         return 0;
@@ -254,13 +239,13 @@ static int sink_argv_reserve(sink_t *s, size_t n)
     return 0;
 }
 
-static int sink_append_argv(sink_t *s, int argc)
+int sink_append_argv(sink_t *s, int argc)
 {
     s->commands++;
     return redisAppendCommandArgv(s->redis, argc, s->argv, s->argvlen) == REDIS_OK ? 0 : -1;
 }
 
-static void sink_arg(sink_t *s, size_t i, const char *str)
+void sink_arg(sink_t *s, size_t i, const char *str)
 {
     s->argv[i] = str;
     s->argvlen[i] = strlen(str);
@@ -342,7 +327,7 @@ static void batch_topics(batch_t *batch, size_t n_topics, bool *present)
         present[batch_partition_at(batch, i)->topic] = true;
 }
 
-static int sink_write_all(sink_t *s, char *err, size_t errlen)
+int sink_write_all(sink_t *s, char *err, size_t errlen)
 {
     int done = 0;
     while (!done)
@@ -355,7 +340,7 @@ static int sink_write_all(sink_t *s, char *err, size_t errlen)
     return 0;
 }
 
-int sink_begin_send(sink_t *s, batch_t *batch, char *err, size_t errlen)
+int sink_begin_send(sink_t *s, batch_t *batch, const tally_t *tally, char *err, size_t errlen)
 {
     if (s->begin_pending) {
         snprintf(err, errlen, "internal error: a read is already pending");
@@ -390,7 +375,7 @@ int sink_begin_send(sink_t *s, batch_t *batch, char *err, size_t errlen)
         if (s->present[t])
             sink_arg(s, argc++, s->key_fence[t]);
     sink_append_argv(s, (int)argc);
-    redisAppendCommand(s->redis, "HGET %s last_event_ts", s->key_meta);
+    redisAppendCommand(s->redis, "HMGET %s last_event_ts rolling_hour_ms flush_seq", s->key_meta);
     s->commands++;
     if (s->n_candidates) {
         sink_arg(s, 0, "ZMSCORE");
@@ -419,6 +404,12 @@ int sink_begin_send(sink_t *s, batch_t *batch, char *err, size_t errlen)
             s->n_hmget++;
         }
     }
+    if (sink_funnel_begin_send(s, batch, tally) < 0) {
+        /* Commands are already buffered: drop the connection rather than half-send. */
+        snprintf(err, errlen, "out of memory");
+        sink_disconnect(s);
+        return -1;
+    }
     if (sink_write_all(s, err, errlen) != 0)
         return -1;
     s->watching = true;
@@ -431,7 +422,7 @@ int sink_begin_send(sink_t *s, batch_t *batch, char *err, size_t errlen)
 static void sink_begin_drain(sink_t *s, size_t already_read)
 {
     char err[256];
-    size_t total = 2 + (s->n_candidates ? 1 : 0) + s->n_hmget;
+    size_t total = 2 + (s->n_candidates ? 1 : 0) + s->n_hmget + sink_funnel_read_count(s);
     for (size_t i = already_read; i < total && s->redis; i++) {
         redisReply *r = sink_read(s, err, sizeof err);
         if (r)
@@ -470,10 +461,19 @@ int sink_begin_read(sink_t *s, batch_t *batch, sink_token_fn token_of, void *tok
         goto lost;
     n_read++;
     freeReplyObject(r);
-    if (!(r = sink_read(s, err, errlen))) /* HGET last_event_ts */
+    if (!(r = sink_read(s, err, errlen))) /* HMGET last_event_ts rolling_hour_ms flush_seq */
         goto lost;
     n_read++;
-    s->last_event_ts = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    s->last_event_ts = 0;
+    s->rolling_hour_ms = s->seen_seq = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            s->last_event_ts = strtoll(r->element[0]->str, NULL, 10);
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            s->rolling_hour_ms = strtoll(r->element[1]->str, NULL, 10);
+        if (r->element[2]->type == REDIS_REPLY_STRING)
+            s->seen_seq = strtoll(r->element[2]->str, NULL, 10);
+    }
     freeReplyObject(r);
     if (s->n_candidates) {
         if (!(r = sink_read(s, err, errlen)))
@@ -531,14 +531,18 @@ int sink_begin_read(sink_t *s, batch_t *batch, sink_token_fn token_of, void *tok
         freeReplyObject(tokens);
         freeReplyObject(stored);
     }
+    int funnel = sink_funnel_begin_read(s, err, errlen);
+    if (funnel < 0)
+        goto lost;
     s->begin_pending = false;
-    return 0;
+    return funnel;
 lost:
     s->begin_pending = false;
     return -1;
 }
 
-int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+int sink_begin(sink_t *s, batch_t *batch, const tally_t *tally, sink_token_fn token_of,
+               void *token_ctx,
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
                char *err, size_t errlen)
 {
@@ -547,7 +551,7 @@ int sink_begin(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ct
         snprintf(err, errlen, "internal error: a flush is still in flight");
         return -1;
     }
-    if (sink_begin_send(s, batch, err, errlen) != 0)
+    if (sink_begin_send(s, batch, tally, err, errlen) != 0)
         return -1;
     return sink_begin_read(s, batch, token_of, token_ctx, now_ms, fenced, max_fenced, n_fenced,
                            err, errlen);
@@ -579,8 +583,7 @@ static int json_reserve(sink_t *s, size_t need)
     return 0;
 }
 
-int sink_commit_send(sink_t *s, batch_t *batch, const agg_t *agg,
-                     sink_counter_name_fn counter_name, void *name_ctx, int64_t now_ms,
+int sink_commit_send(sink_t *s, batch_t *batch, const tally_t *tally, int64_t now_ms,
                      char *err, size_t errlen)
 {
     struct sink_totals *totals = &s->in_flight_totals;
@@ -602,32 +605,14 @@ int sink_commit_send(sink_t *s, batch_t *batch, const agg_t *agg,
     redisAppendCommand(s->redis, "MULTI");
     s->commands++;
 
-    /* Counters: one HINCRBY per non-zero (key, field); day and week keys expire. */
-    char key[KEYS_MAX];
-    size_t n_counters = agg_counter_count(agg);
-    for (size_t b = 0; b < agg_bucket_count(agg); b++) {
-        const agg_bucket_t *bucket = agg_bucket_at(agg, b);
-        if (keys_scope(key, sizeof key, s->prefix, bucket->kind, bucket->scope,
-                       bucket->period_id) < 0)
-            continue;
-        size_t written = 0;
-        for (size_t c = 0; c < n_counters; c++) {
-            if (!bucket->values[c])
-                continue;
-            redisAppendCommand(s->redis, "HINCRBY %s %s %lld", key, counter_name(c, name_ctx),
-                               (long long)bucket->values[c]);
-            queued++;
-            written++;
-        }
-        int64_t keep = bucket->period_kind == PERIOD_DAY    ? s->retention_day_s
-                       : bucket->period_kind == PERIOD_WEEK ? s->retention_week_s
-                                                            : 0;
-        if (written && keep) {
-            redisAppendCommand(s->redis, "EXPIREAT %s %lld", key,
-                               (long long)(bucket->period_end_ms / 1000 + keep));
-            queued++;
-        }
+    /* Counters and everything built on them (sink_funnel.c). */
+    long funnel = sink_funnel_commit_append(s, tally, now_ms);
+    if (funnel < 0) {
+        snprintf(err, errlen, "out of memory");
+        sink_disconnect(s);
+        return -1;
     }
+    queued += (size_t)funnel;
 
     /* Remember applied ids atomically with the counters they changed. */
     dedup_reset(s->managers);
@@ -700,7 +685,9 @@ int sink_commit_send(sink_t *s, batch_t *batch, const agg_t *agg,
                        (unsigned long long)totals->duplicate);
     redisAppendCommand(s->redis, "HINCRBY %s events_internal %llu", s->key_meta,
                        (unsigned long long)totals->internal);
-    queued += totals->applied ? 6 : 5;
+    /* Tells every writer (our cache included) that the hashes may have changed. */
+    redisAppendCommand(s->redis, "HINCRBY %s flush_seq 1", s->key_meta);
+    queued += totals->applied ? 7 : 6;
 
     /* Offsets of every partition the batch covers, in the same transaction. */
     for (size_t i = 0; i < batch_partition_count(batch); i++) {
@@ -759,6 +746,7 @@ enum sink_commit_result sink_commit_wait(sink_t *s, struct sink_totals *totals, 
                  first_error[0] ? first_error : r->str);
         result = SINK_FAILED;
     } else if (r->type == REDIS_REPLY_ARRAY) {
+        sink_funnel_learn(s, r);
         /* Runtime errors inside EXEC do not roll back; the offsets were written with the
          * rest, so retrying would double count. Report loudly and move on. */
         for (size_t i = 0; i < r->elements; i++)
@@ -770,17 +758,17 @@ enum sink_commit_result sink_commit_wait(sink_t *s, struct sink_totals *totals, 
             }
     }
     freeReplyObject(r);
+    sink_funnel_commit_done(s, result == SINK_COMMITTED);
     if (result == SINK_COMMITTED)
         *totals = s->in_flight_totals;
     return result;
 }
 
-enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const agg_t *agg,
-                                    sink_counter_name_fn counter_name, void *name_ctx,
+enum sink_commit_result sink_commit(sink_t *s, batch_t *batch, const tally_t *tally,
                                     int64_t now_ms, struct sink_totals *totals, char *err,
                                     size_t errlen)
 {
-    if (sink_commit_send(s, batch, agg, counter_name, name_ctx, now_ms, err, errlen) != 0) {
+    if (sink_commit_send(s, batch, tally, now_ms, err, errlen) != 0) {
         memset(totals, 0, sizeof *totals);
         return SINK_FAILED;
     }

@@ -2,9 +2,14 @@
  *
  * A flush is two round trips:
  *   sink_begin   WATCH the keys every writer touches, then read what the batch needs to
- *                know: which event ids were already applied (sorted set <prefix>:dedup), and
- *                whether this process still owns each partition (fence tokens).
- *   sink_commit  MULTI, counters + dedup ids + meta + offsets + change feed, EXEC.
+ *                know: which event ids were already applied (sorted set <prefix>:dedup),
+ *                whether this process still owns each partition (fence tokens), the stored
+ *                state of the batch's deals, and the current values the derived figures of
+ *                each touched hash are computed from.
+ *   sink_commit  MULTI, counters + derived figures + deal states + pipelines + leaderboards
+ *                + rolling windows + dedup ids + meta + offsets + change feed, EXEC.
+ * Every flush writes <prefix>:meta, which every flush WATCHes: whatever a flush read is
+ * still true when its EXEC runs, or the EXEC fails and the flush is redone.
  * If another writer changed a watched key in between, EXEC answers nil and the caller starts
  * over from sink_begin: flushes of several kpid are serialised, never interleaved.
  *
@@ -21,6 +26,10 @@
 
 #include "agg.h"
 #include "batch.h"
+#include "config.h"
+#include "dealset.h"
+#include "deals.h"
+#include "tally.h"
 
 typedef struct sink sink_t;
 
@@ -43,6 +52,11 @@ struct sink_params {
 /* Copies every string of params. */
 sink_t *sink_new(const struct sink_params *params);
 void sink_free(sink_t *sink);
+
+/* The stage rules and configured stages (borrowed: they must outlive their use, i.e. call
+ * again after a configuration reload, between flushes). */
+void sink_set_funnel(sink_t *sink, const deals_rules_t *rules, const struct config_stage *stages,
+                     size_t n_stages);
 
 /* Connects when not connected. 0, or -1 with an operator-facing reason in err. */
 int sink_connect(sink_t *sink, char *err, size_t errlen);
@@ -68,23 +82,32 @@ struct sink_fenced {
 
 /* First round trip. Marks duplicates (within the batch and against Redis) in the batch and
  * lists the partitions whose records must not be written (at most `max_fenced`): those this
- * process no longer owns, and those an earlier, unanswered commit already wrote. Returns 0, or -1
- * with err (connection dropped; the caller backs off and retries). */
-int sink_begin(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+ * process no longer owns, and those an earlier, unanswered commit already wrote. Returns 0;
+ * 1 when values this process had cached (instead of reading them) were changed by another
+ * writer meanwhile: begin again, at once (the cache is forgotten, the next begin reads
+ * everything); or -1 with err (connection dropped; the caller backs off and retries). */
+int sink_begin(sink_t *sink, batch_t *batch, const tally_t *tally, sink_token_fn token_of,
+               void *token_ctx,
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
                char *err, size_t errlen);
 
 /* sink_begin in two halves, for pipelining: send the reads of a batch (they queue behind a
  * commit in flight, so they see its writes), and read them later, after sink_commit_wait of
- * that commit. sink_begin_discard drops a pending begin (and its WATCH). */
-int sink_begin_send(sink_t *sink, batch_t *batch, char *err, size_t errlen);
+ * that commit. sink_begin_discard drops a pending begin (and its WATCH).
+ * tally: the batch as counted so far; the current values of every hash it touches are
+ * read (the flush writes base + delta), so the final tally of the flush should touch a
+ * subset of these hashes (any other hash is written with HINCRBY, and gets no figures). */
+int sink_begin_send(sink_t *sink, batch_t *batch, const tally_t *tally, char *err,
+                    size_t errlen);
 int sink_begin_read(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
                     int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced,
                     size_t *n_fenced, char *err, size_t errlen);
 void sink_begin_discard(sink_t *sink);
 
-/* Names of the counters in an agg bucket, by index (activity counters first). */
-typedef const char *(*sink_counter_name_fn)(size_t index, void *ctx);
+/* The deals of the batch with their stored state, valid from sink_begin(_read) until the
+ * next begin: the caller applies the batch's deal events to them (deals_apply, marking
+ * entries changed) and sink_commit writes the changed ones back. */
+dealset_t *sink_deals(sink_t *sink);
 
 enum sink_commit_result { SINK_COMMITTED, SINK_CONFLICT, SINK_FAILED };
 
@@ -93,22 +116,28 @@ struct sink_totals {
 };
 
 /* Second round trip: the whole batch in one MULTI/EXEC. The caller has dropped fenced
- * partitions and aggregated the non-duplicate events into agg. On SINK_COMMITTED *totals
+ * partitions, counted the non-duplicate events into tally and applied the deal events to
+ * sink_deals. On SINK_COMMITTED *totals
  * holds what this flush added to <prefix>:meta. */
-enum sink_commit_result sink_commit(sink_t *sink, batch_t *batch, const agg_t *agg,
-                                    sink_counter_name_fn counter_name, void *name_ctx,
+enum sink_commit_result sink_commit(sink_t *sink, batch_t *batch, const tally_t *tally,
                                     int64_t now_ms, struct sink_totals *totals, char *err,
                                     size_t errlen);
 
 /* The same in two halves, so Redis can apply one batch while the next is consumed:
  * send the transaction without waiting (0, or -1 when the connection failed), then read
  * its answer. Only the begin of the next batch may be sent in between. */
-int sink_commit_send(sink_t *sink, batch_t *batch, const agg_t *agg,
-                     sink_counter_name_fn counter_name, void *name_ctx, int64_t now_ms,
+int sink_commit_send(sink_t *sink, batch_t *batch, const tally_t *tally, int64_t now_ms,
                      char *err, size_t errlen);
 bool sink_commit_pending(const sink_t *sink);
 enum sink_commit_result sink_commit_wait(sink_t *sink, struct sink_totals *totals, char *err,
                                          size_t errlen);
+
+/* Rolling windows (kpi:mgr:{m}:rolling) are kept for the UTC hour stored in kpi:meta
+ * rolling_hour_ms. When the wall-clock hour has moved past it, this recomputes every
+ * manager's windows from the per-hour sums for the new hour, drops hours older than 30 days
+ * and stores the new hour, in one transaction. The connection must be idle. Returns 0 when
+ * done (or nothing was due), 1 when another writer got in between (try again), -1 with err. */
+int sink_rolling_advance(sink_t *sink, int64_t now_ms, char *err, size_t errlen);
 
 /* Drops any WATCH (the caller abandoned a flush after sink_begin). */
 void sink_abort(sink_t *sink);

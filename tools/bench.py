@@ -139,13 +139,18 @@ class Bench:
         return sum(int(m.get(k, 0)) for k in (b"events_applied", b"events_invalid",
                                               b"events_duplicate"))
 
-    def run_kpid(self, cfg, count, prefix="kpi"):
+    def commandstats(self):
+        return {k[len("cmdstat_"):]: (v["calls"], v["usec"])
+                for k, v in self.r.info("commandstats").items()}
+
+    def run_kpid(self, cfg, count, prefix="kpi", binary=None):
         before = int(self.r.info("stats")["total_commands_processed"])
+        stats0 = self.commandstats()
         broker_cpu0 = self.proc_cpu(self.broker_proc.pid)
         cpu = self.r.info("cpu")
         redis_cpu0 = cpu["used_cpu_user"] + cpu["used_cpu_sys"]
         wrap = os.environ.get("KPI_BENCH_WRAP", "").split()
-        p = self.spawn(wrap + [os.path.join(self.build, "kpid"), "-c", cfg],
+        p = self.spawn(wrap + [binary or os.path.join(self.build, "kpid"), "-c", cfg],
                        "kpid-" + prefix + ".log")
         t0 = c0 = None
         deadline = time.time() + 900
@@ -167,6 +172,11 @@ class Bench:
             if line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) // 1024
         after = int(self.r.info("stats")["total_commands_processed"])
+        stats1 = self.commandstats()
+        used = sorted(((us - stats0.get(c, (0, 0))[1], n - stats0.get(c, (0, 0))[0], c)
+                       for c, (n, us) in stats1.items()), reverse=True)
+        print("  redis time by command (per event): " + ", ".join(
+            f"{c} {us / count:.2f} us ({n / count:.2f} calls)" for us, n, c in used[:8] if n))
         cpu = self.r.info("cpu")
         redis_cpu = cpu["used_cpu_user"] + cpu["used_cpu_sys"] - redis_cpu0
         fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
@@ -253,12 +263,33 @@ def latency(b, cfg_path, topic, rate=20000, seconds=20):
     return achieved, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], lat[-1]
 
 
+def compare(b, args, raw_rate):
+    """This build's kpid and another binary, alternately, on the same topic (fresh Redis and
+    group each run): the median of each and the relative cost."""
+    runs = {"this": [], "other": []}
+    for r in range(args.rounds):
+        for which, binary in (("this", None), ("other", os.path.abspath(args.compare))):
+            b.r.flushall()
+            cfg = b.config(f"cmp-{which}-{r}", "bench.a", f"gcmp-{which}-{r}")
+            e2e, _, _ = b.run_kpid(cfg, args.events, binary=binary)
+            runs[which].append(e2e)
+            print(f"  round {r + 1} {which}: {e2e:,.0f} events/s")
+    med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+    print(f"compare: this kpid {med['this']:,.0f} events/s, {args.compare} {med['other']:,.0f} "
+          f"events/s (medians of {args.rounds}); this one costs {100 * (1 - med['this'] / med['other']):+.0f}% "
+          f"of throughput; raw {raw_rate:,.0f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--big", type=int, default=5_000_000)
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--compare", metavar="KPID",
+                    help="another kpid binary (e.g. one built without the funnel): run it and "
+                         "this build's kpid in turns on the same 1M events, report the cost")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     # The mock broker keeps <= 5 MiB of compressed batches per partition (~150k events with
     # zstd); keys spread unevenly, so plan ~40k events per partition.
@@ -285,6 +316,8 @@ def main():
         print(f"ratio:              {e2e / raw_rate:.2f}")
         print(f"redis commands:     {cmds:.3f} per event")
         print(f"peak RSS at {args.events / 1e6:g}M:   {rss1} MiB")
+        if args.compare:
+            compare(b, args, raw_rate)
         cfg_l = b.config("lat", "bench.lat", "gl", redis={"port": b.redis_port, "prefix": "lat"})
         achieved, p50, p99, pmax = latency(b, cfg_l, "bench.lat")
         print(f"latency @ {achieved:,.0f}/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {pmax:.0f} ms "

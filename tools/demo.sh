@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a local redis-server and dev Kafka broker on free loopback ports in a temp dir,
 # a generated stream of sales activity for ~20 managers, kpid consuming it, and a live
-# table of per-manager KPIs refreshed from Redis. Ctrl-C stops everything it started.
+# table of per-manager KPIs with the organisation's deal funnel this month, refreshed from
+# Redis. Ctrl-C stops everything it started.
 #
 #   bash tools/demo.sh            paced: about 40 events/s, event time = now
 #   bash tools/demo.sh --fast     a month of history as fast as it goes, then live
@@ -29,7 +30,10 @@ cleanup() {
     done
     echo "logs kept in $work"
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C stops the children and then the script itself (cleanup alone would return to the
+# refresh loop).
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -65,12 +69,16 @@ pids+=($!)
 
 echo "redis 127.0.0.1:$redis_port, broker $brokers, logs in $work; waiting for kpid to join..."
 sleep 4
+# About 43 lines: the board (a line per manager), the organisation's funnel this month, the log.
 while true; do
     out=$(build/kpictl -c "$work/kpid.jsonc" board 2>&1 || true)
+    funnel=$(build/kpictl -c "$work/kpid.jsonc" funnel --scope org --period m 2>&1 || true)
     printf '\033[H\033[2J'
     echo "kpid demo — today's KPIs per manager (each in their team's time zone); Ctrl-C to stop"
     echo
     echo "$out"
+    echo
+    echo "$funnel"
     echo
     echo "kpid log:"
     tail -n 5 "$work/kpid.log" | cut -c1-150

@@ -9,6 +9,11 @@
  * give a byte-identical message sequence (except --live, which stamps wall time, and a
  * run without --start, whose first day depends on today).
  *
+ * Deals follow a lifecycle apart from the activities (deals_move, deals_create): leads by
+ * the manager's segment, a dwell of days between moves, stage-by-stage conversion, lost at
+ * any open stage, skips, returns, amount-only updates, reassignment and reopening. Every
+ * deal event is keyed by its deal (or --deal-key manager) so a deal keeps its order.
+ *
  * Invalid messages (--invalid-frac) rotate through every kind section 1 names, several
  * variants each; no payload contains '\n', so --out files stay one message per line. */
 #include <errno.h>
@@ -111,25 +116,39 @@ enum cp_kind { CP_NONE, CP_NULL, CP_EXT_PHONE, CP_EXT_EMAIL, CP_INT_PHONE, CP_IN
                CP_LOOKALIKE_EMAIL /* external, but its domain contains an internal one */ };
 enum flag_form { FLAG_ABSENT, FLAG_TRUE, FLAG_FALSE, FLAG_NULL };
 
-/* One open deal of a manager. The deal model (deal_move) is deliberately small and kept
- * apart: the deal-lifecycle issue replaces it without touching the activity model. */
+/* Segments size a manager's deals: from the team name (contains "smb", "ent"; else
+ * mid-market). */
+enum segment { SEG_MM, SEG_SMB, SEG_ENT };
+
+/* A deal still in play: open, or lost but due to reopen. They sit in one pool, not with
+ * their manager, because reassignment hands them from one manager to another. */
 struct deal {
     uint32_t num;
-    int8_t pos;            /* index into gen_t.open_stages */
-    uint8_t source;        /* 1-based index into sources[] */
+    uint32_t owner;        /* index into gen_t.mgrs: who the next event names */
+    int64_t last_ts;       /* of its latest event: the next one must be later */
+    int32_t due;           /* simulated day of its next move */
+    int8_t pos, max_pos;   /* current / furthest open stage, indices into gen_t.open_stages */
+    uint8_t segment;       /* enum segment, of the manager who opened it */
     bool has_amount;
+    bool lost;             /* lost, waiting to reopen on day `due` */
+    bool reopened;         /* once only: a deal lost twice is gone */
     int64_t amount_cents;
 };
-#define MGR_DEALS_MAX 48
 
 struct mgr {
     char id[EVENT_MANAGER_MAX + 1];
     period_zone_t *zone;   /* borrowed from gen_t.zones */
     int intensity;         /* % of average activity: some managers lag and trip alerts */
     int connect_pct;       /* outbound connect rate, 30..40 */
-    struct deal deals[MGR_DEALS_MAX];
-    int n_deals;
+    uint8_t segment;       /* enum segment */
+    uint32_t team;         /* index into gen_t.team_start/team_count; n_teams: none */
+    uint32_t team_pos;     /* own place among the team's members */
+    int64_t day_t0, day_t1; /* today's working hours, epoch ms (set by gen_day) */
 };
+
+/* What a deal event means, for --stats (counted when it is sent, not when simulated). */
+enum { DF_NEW = 1, DF_WON = 2, DF_LOST = 4 /* first loss only */, DF_REASSIGNED = 8,
+       DF_REOPENED = 16 };
 
 /* An event before formatting: everything the text needs that must be drawn in time order. */
 struct spec {
@@ -143,6 +162,7 @@ struct spec {
     int8_t stage;          /* index into gen_t.stages */
     uint8_t source;        /* 0: none */
     bool has_amount;
+    uint8_t deal_flags;    /* DF_* */
     int32_t duration_s;    /* -1: field absent */
     uint32_t deal_num;
     int64_t amount_cents;
@@ -163,6 +183,10 @@ typedef struct gen {
     int64_t start_day;                 /* days since 1970-01-01 of simulated day 0 */
     char prefix[48];                   /* of event and deal ids */
     uint64_t seq, inv_seq, deal_seq;
+    struct deal *deals;                /* the deal pool, owned; order matters for replay */
+    size_t n_deals, cap_deals;
+    uint32_t *team_members;            /* manager indices grouped by team, owned */
+    uint32_t *team_start, *team_count; /* per team slot (configured teams + none), owned */
     struct spec *specs;                /* one simulated day, owned, reused */
     size_t n_specs, cap_specs;
     obuf_t out;                        /* the current message, owned */
@@ -307,78 +331,264 @@ static void gen_meetings(gen_t *g, uint32_t mi, int64_t t0, int64_t t1) {
     }
 }
 
-static int64_t rand_amount_cents(gen_t *g) {
-    int64_t units = rng_range(&g->rng, 5000, 2000000);
-    if (rng_pct(&g->rng, 60))
-        units -= units % 1000;
+/* ---- the deal lifecycle ------------------------------------------------------------- */
+/* Each day every deal in the pool whose due day has come makes one move, then sleeps its
+ * segment's dwell time (calendar days; weekends only postpone it). A move is an
+ * amount-only update, a step back (proposal -> sql, always followed by the step forward
+ * again), or a decision at the deal's furthest stage: pass (to the next stage, now and
+ * then skipping one, or from the last open stage to won) with that stage's conversion
+ * rate, or else lost. About 2 % of moves hand the deal to a colleague; about 3 % of lost
+ * deals reopen at the stage they were lost at, within 30 days. */
+
+static const struct seg_model {
+    int leads_x100;          /* new leads per working day at intensity 100, times 100 */
+    int64_t lo, hi;          /* deal amounts, currency units */
+    int dwell_lo, dwell_hi;  /* calendar days between moves */
+} seg_models[] = {
+    [SEG_MM] = {120, 20000, 300000, 2, 12},
+    [SEG_SMB] = {220, 2000, 30000, 1, 6},
+    [SEG_ENT] = {60, 100000, 2000000, 4, 24},
+};
+
+#define REASSIGN_PCT 2
+#define SKIP_PCT 4
+#define REOPEN_PCT 3
+#define REOPEN_DAYS_MAX 27 /* +2 for a weekend: still within 30 days */
+
+/* Pass rate of the decision at open stage `pos` (the last one's is the win rate). */
+static unsigned conv_pct(const gen_t *g, int pos) {
+    static const unsigned rates[] = {60, 50, 60, 55}; /* lead>mql mql>sql sql>prop prop>neg */
+    if (pos == g->n_open - 1)
+        return 50;
+    return pos < (int)NELEM(rates) ? rates[pos] : 55;
+}
+
+static bool contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && (hay[i] | 0x20) == needle[i])
+            i++;
+        if (i == n)
+            return true;
+    }
+    return false;
+}
+
+static uint8_t segment_of(const char *team) {
+    if (!team)
+        return SEG_MM;
+    if (contains_ci(team, "smb"))
+        return SEG_SMB;
+    if (contains_ci(team, "ent"))
+        return SEG_ENT;
+    return SEG_MM;
+}
+
+/* Whole units, 60 % of them round, 20 % with cents. */
+static int64_t amount_finish(gen_t *g, int64_t units, int64_t step) {
+    if (rng_pct(&g->rng, 60) && units >= step)
+        units -= units % step;
+    if (units < 1)
+        units = 1;
     return units * 100 + (rng_pct(&g->rng, 20) ? rng_below(&g->rng, 100) : 0);
 }
 
-enum deal_move { DEAL_STAY, DEAL_AMOUNT, DEAL_ADVANCE, DEAL_SKIP, DEAL_BACK, DEAL_WON, DEAL_LOST };
-
-/* What an open deal does today. The hook the full deal lifecycle will replace. */
-static enum deal_move deal_move(gen_t *g, const struct deal *d) {
-    unsigned k;
-    if (!rng_pct(&g->rng, 18))
-        return DEAL_STAY;
-    k = rng_below(&g->rng, 100);
-    if (d->pos == g->n_open - 1)
-        return g->won < 0 ? DEAL_STAY : k < 55 ? DEAL_WON : DEAL_LOST;
-    if (k < 4 && d->pos > 0)
-        return DEAL_BACK;
-    if (k < 9)
-        return DEAL_AMOUNT;
-    if (k < 27 && g->lost >= 0)
-        return DEAL_LOST;
-    if (k < 35 && d->pos + 2 < g->n_open)
-        return DEAL_SKIP;
-    return DEAL_ADVANCE;
+static int64_t rand_amount_cents(gen_t *g, uint8_t segment) {
+    const struct seg_model *sm = &seg_models[segment];
+    int64_t span = sm->hi - sm->lo; /* product of two uniforms: many small, a long tail */
+    int64_t units = sm->lo + span * rng_below(&g->rng, 1001) / 1000 *
+                                 rng_below(&g->rng, 1001) / 1000;
+    return amount_finish(g, units, sm->lo >= 20000 ? 1000 : 100);
 }
 
-static void gen_deals(gen_t *g, uint32_t mi, int64_t t0, int64_t t1) {
-    struct mgr *m = &g->mgrs[mi];
-    if (g->n_open == 0)
-        return;
-    for (int i = 0; i < m->n_deals;) {
-        struct deal *d = &m->deals[i];
-        enum deal_move mv = deal_move(g, d);
-        if (mv == DEAL_STAY) {
+/* A renegotiated amount: 80..125 % of the old one. */
+static int64_t amount_revised(gen_t *g, const struct deal *d) {
+    if (!d->has_amount)
+        return rand_amount_cents(g, d->segment);
+    int64_t units = d->amount_cents / 100 * rng_range(&g->rng, 80, 125) / 100;
+    return amount_finish(g, units, seg_models[d->segment].lo >= 20000 ? 1000 : 100);
+}
+
+static int32_t dwell_days(gen_t *g, uint8_t segment) {
+    return rng_range(&g->rng, seg_models[segment].dwell_lo, seg_models[segment].dwell_hi);
+}
+
+/* Someone else for deal owner mi: a teammate when the team has one, else anyone. */
+static uint32_t mgr_pick_colleague(gen_t *g, uint32_t mi) {
+    const struct mgr *m = &g->mgrs[mi];
+    uint32_t n = g->team_count[m->team], r;
+    if (n > 1) {
+        r = rng_below(&g->rng, n - 1);
+        return g->team_members[g->team_start[m->team] + r + (r >= m->team_pos)];
+    }
+    r = rng_below(&g->rng, (uint32_t)g->n_mgrs - 1);
+    return r + (r >= mi);
+}
+
+/* A ts for the deal's next event by manager mi today: in mi's working hours and in a later
+ * whole second than the deal's last event (several ts forms drop milliseconds), so one
+ * deal's events strictly increase whatever zones its owners work in. False: none left. */
+static bool deal_slot(gen_t *g, const struct deal *d, uint32_t mi, int64_t *ts) {
+    const struct mgr *m = &g->mgrs[mi];
+    int64_t lo = (d->last_ts / 1000 + 1) * 1000;
+    if (lo < m->day_t0)
+        lo = m->day_t0;
+    if (m->day_t1 - lo < 1000)
+        return false;
+    *ts = rand_time(g, lo, m->day_t1);
+    return true;
+}
+
+static struct spec *deal_event(gen_t *g, struct deal *d, int64_t ts, int stage, uint8_t flags) {
+    struct spec *s = spec_push(g, d->owner, ts, EVENT_DEAL_STAGE);
+    s->deal_num = d->num;
+    s->stage = (int8_t)stage;
+    s->deal_flags = flags;
+    s->amount_cents = d->amount_cents;
+    d->last_ts = ts;
+    return s;
+}
+
+enum deal_move { MOVE_AMOUNT, MOVE_BACK, MOVE_RETURN, MOVE_ADVANCE, MOVE_SKIP, MOVE_WON,
+                 MOVE_LOST, MOVE_SKIP_LOST /* lost at the unrecorded stage */,
+                 MOVE_DROP /* no terminal stage to go to: it just goes quiet */ };
+
+/* How each move shifts the deal's open stage. */
+static const int8_t move_shift[] = {[MOVE_BACK] = -1, [MOVE_RETURN] = 1, [MOVE_ADVANCE] = 1,
+                                    [MOVE_SKIP] = 2, [MOVE_SKIP_LOST] = 1, [MOVE_DROP] = 0};
+
+static enum deal_move deal_move(gen_t *g, const struct deal *d) {
+    unsigned k = rng_below(&g->rng, 100);
+    if (d->pos < d->max_pos)
+        return MOVE_RETURN; /* the decision waits at the furthest stage */
+    if (k < 7)
+        return MOVE_AMOUNT;
+    if (k < 11 && d->pos >= 2)
+        return MOVE_BACK;
+    if (!rng_pct(&g->rng, conv_pct(g, d->pos)))
+        return g->lost >= 0 ? MOVE_LOST : MOVE_DROP;
+    if (d->pos == g->n_open - 1)
+        return g->won >= 0 ? MOVE_WON : MOVE_DROP;
+    if (d->pos + 2 < g->n_open && rng_pct(&g->rng, SKIP_PCT)) {
+        /* The next stage goes unrecorded, its decision taken now: every stage keeps its
+         * rate, and only the daemon's ratios next to a skipped stage move (by ~SKIP_PCT). */
+        if (rng_pct(&g->rng, conv_pct(g, d->pos + 1)))
+            return MOVE_SKIP;
+        return g->lost >= 0 ? MOVE_SKIP_LOST : MOVE_DROP;
+    }
+    return MOVE_ADVANCE;
+}
+
+/* A lost deal's reopening, on its due day. */
+static void deal_reopen(gen_t *g, struct deal *d, int day) {
+    int64_t ts;
+    if (!deal_slot(g, d, d->owner, &ts))
+        return; /* tomorrow */
+    d->lost = false;
+    d->reopened = true;
+    d->due = day + dwell_days(g, d->segment);
+    struct spec *s = deal_event(g, d, ts, g->open_stages[d->pos], DF_REOPENED);
+    s->has_amount = d->has_amount && rng_pct(&g->rng, 30);
+}
+
+/* One move of a due deal. Returns false when the deal leaves the pool. */
+static bool deal_step(gen_t *g, struct deal *d, int day) {
+    uint32_t owner = d->owner;
+    uint8_t flags = 0;
+    int64_t ts;
+    int stage;
+    if (d->lost) {
+        deal_reopen(g, d, day);
+        return true;
+    }
+    if (g->n_mgrs > 1 && rng_pct(&g->rng, REASSIGN_PCT)) {
+        owner = mgr_pick_colleague(g, owner);
+        flags = DF_REASSIGNED;
+    }
+    if (!deal_slot(g, d, owner, &ts))
+        return true; /* no time left in the new owner's day: try again tomorrow */
+    enum deal_move mv = deal_move(g, d);
+    if (mv == MOVE_DROP)
+        return false;
+    d->owner = owner;
+    d->due = day + dwell_days(g, d->segment);
+    bool lost = mv == MOVE_LOST || mv == MOVE_SKIP_LOST;
+    d->pos = (int8_t)(d->pos + move_shift[mv]);
+    if (d->pos > d->max_pos)
+        d->max_pos = d->pos;
+    stage = mv == MOVE_WON ? g->won : lost ? g->lost : g->open_stages[d->pos];
+    if (mv == MOVE_WON)
+        flags |= DF_WON;
+    else if (lost && !d->reopened)
+        flags |= DF_LOST;
+    bool with_amount = false;
+    if (mv == MOVE_AMOUNT || (!d->has_amount && d->pos >= g->n_open / 2 && !lost)) {
+        d->amount_cents = amount_revised(g, d);
+        d->has_amount = with_amount = true;
+    } else if (d->has_amount) { /* repeating the known value is allowed */
+        with_amount = rng_pct(&g->rng, mv == MOVE_WON ? 60 : 15);
+    }
+    deal_event(g, d, ts, stage, flags)->has_amount = with_amount;
+    if (mv == MOVE_WON)
+        return false;
+    if (lost) { /* reopens at d->pos: where it was when lost */
+        if (d->reopened || !rng_pct(&g->rng, REOPEN_PCT))
+            return false;
+        d->lost = true;
+        d->due = day + rng_range(&g->rng, 1, REOPEN_DAYS_MAX);
+    }
+    return true;
+}
+
+static void deals_move(gen_t *g, int day) {
+    for (size_t i = 0; i < g->n_deals;) {
+        struct deal *d = &g->deals[i];
+        if (d->due > day || deal_step(g, d, day))
             i++;
+        else
+            *d = g->deals[--g->n_deals]; /* gone: swap-remove, look at slot i again */
+    }
+}
+
+static struct deal *deal_push(gen_t *g) {
+    if (g->n_deals == g->cap_deals) {
+        size_t cap = g->cap_deals ? g->cap_deals * 2 : 256;
+        struct deal *p = realloc(g->deals, cap * sizeof(*p));
+        if (!p) {
+            fprintf(stderr, "kpi-gen: out of memory\n");
+            exit(1);
+        }
+        g->deals = p;
+        g->cap_deals = cap;
+    }
+    struct deal *d = &g->deals[g->n_deals++];
+    memset(d, 0, sizeof(*d));
+    return d;
+}
+
+/* Today's new leads of manager mi: the segment's rate, +-50 %, scaled by intensity. */
+static void deals_create(gen_t *g, uint32_t mi, int day) {
+    const struct mgr *m = &g->mgrs[mi];
+    int base = seg_models[m->segment].leads_x100;
+    int x = rng_range(&g->rng, base / 2, base * 3 / 2) * m->intensity / 100;
+    int n = x / 100 + rng_pct(&g->rng, (unsigned)(x % 100));
+    for (int i = 0; i < n; i++) {
+        struct deal *d = deal_push(g);
+        int64_t ts;
+        d->num = (uint32_t)++g->deal_seq;
+        d->owner = mi;
+        d->segment = m->segment;
+        d->has_amount = rng_pct(&g->rng, 30);
+        d->amount_cents = d->has_amount ? rand_amount_cents(g, d->segment) : 0;
+        d->due = day + dwell_days(g, d->segment);
+        if (!deal_slot(g, d, mi, &ts)) { /* a zero-length working day */
+            g->n_deals--;
             continue;
         }
-        struct spec *s = spec_push(g, mi, rand_time(g, t0, t1), EVENT_DEAL_STAGE);
-        s->deal_num = d->num;
-        d->pos = (int8_t)(d->pos + (mv == DEAL_ADVANCE) + 2 * (mv == DEAL_SKIP) - (mv == DEAL_BACK));
-        if (mv == DEAL_AMOUNT || (!d->has_amount && d->pos >= g->n_open / 2)) {
-            d->amount_cents = rand_amount_cents(g);
-            d->has_amount = true;
-            s->has_amount = true;
-        } else if (d->has_amount && rng_pct(&g->rng, mv == DEAL_WON ? 60 : 15)) {
-            s->has_amount = true; /* repeating the known value is allowed */
-        }
-        s->amount_cents = d->amount_cents;
-        if (mv == DEAL_WON || mv == DEAL_LOST) {
-            s->stage = (int8_t)(mv == DEAL_WON ? g->won : g->lost);
-            *d = m->deals[--m->n_deals]; /* closed: swap-remove, look at slot i again */
-        } else {
-            s->stage = (int8_t)g->open_stages[d->pos];
-            i++;
-        }
-    }
-    unsigned k = rng_below(&g->rng, 100) * (unsigned)m->intensity / 100;
-    for (int n = k < 45 ? 0 : k < 85 ? 1 : 2; n > 0 && m->n_deals < MGR_DEALS_MAX; n--) {
-        struct deal *d = &m->deals[m->n_deals++];
-        struct spec *s = spec_push(g, mi, rand_time(g, t0, t1), EVENT_DEAL_STAGE);
-        d->num = (uint32_t)++g->deal_seq;
-        d->pos = 0;
-        d->source = (uint8_t)(1 + rng_below(&g->rng, NELEM(sources)));
-        d->has_amount = rng_pct(&g->rng, 30);
-        d->amount_cents = d->has_amount ? rand_amount_cents(g) : 0;
-        s->deal_num = d->num;
-        s->stage = (int8_t)g->open_stages[0];
-        s->source = d->source;
+        struct spec *s = deal_event(g, d, ts, g->open_stages[0], DF_NEW);
+        s->source = (uint8_t)(1 + rng_below(&g->rng, NELEM(sources)));
         s->has_amount = d->has_amount;
-        s->amount_cents = d->amount_cents;
     }
 }
 
@@ -397,12 +607,19 @@ static size_t gen_day(gen_t *g, int day) {
     if (period_weekday(y, mo, d) > 5)
         return 0;
     for (uint32_t i = 0; i < g->n_mgrs; i++) {
-        period_zone_t *z = g->mgrs[i].zone;
-        int64_t t0 = period_local_to_utc(z, y, mo, d, 9, 0), t1 = period_local_to_utc(z, y, mo, d, 18, 0);
+        struct mgr *m = &g->mgrs[i];
+        int64_t t0 = period_local_to_utc(m->zone, y, mo, d, 9, 0);
+        int64_t t1 = period_local_to_utc(m->zone, y, mo, d, 18, 0);
+        m->day_t0 = t0;
+        m->day_t1 = t1;
         gen_calls(g, i, t0, t1);
         gen_emails(g, i, t0, t1);
         gen_meetings(g, i, t0, t1);
-        gen_deals(g, i, t0, t1);
+    }
+    if (g->n_open > 0) { /* after every manager's hours are known: deals change hands */
+        deals_move(g, day);
+        for (uint32_t i = 0; i < g->n_mgrs; i++)
+            deals_create(g, i, day);
     }
     qsort(g->specs, g->n_specs, sizeof(*g->specs), spec_cmp);
     return g->n_specs;
@@ -883,6 +1100,26 @@ static bool id_taken(const gen_t *g, const char *id) {
     return false;
 }
 
+/* Groups the managers by team (n_slots: configured teams + none), for reassignment. */
+static int teams_index(gen_t *g, size_t n_slots) {
+    g->team_start = calloc(n_slots, sizeof(*g->team_start));
+    g->team_count = calloc(n_slots, sizeof(*g->team_count));
+    g->team_members = calloc(g->n_mgrs + 1, sizeof(*g->team_members));
+    if (!g->team_start || !g->team_count || !g->team_members)
+        return -1;
+    for (size_t i = 0; i < g->n_mgrs; i++)
+        g->team_count[g->mgrs[i].team]++;
+    for (size_t t = 1; t < n_slots; t++)
+        g->team_start[t] = g->team_start[t - 1] + g->team_count[t - 1];
+    memset(g->team_count, 0, n_slots * sizeof(*g->team_count)); /* refilled below */
+    for (size_t i = 0; i < g->n_mgrs; i++) {
+        struct mgr *m = &g->mgrs[i];
+        m->team_pos = g->team_count[m->team]++;
+        g->team_members[g->team_start[m->team] + m->team_pos] = (uint32_t)i;
+    }
+    return 0;
+}
+
 /* Builds the roster from cfg (NULL: built-in defaults) plus invented managers. */
 static gen_t *gen_setup(const config_t *cfg, int n_managers, uint64_t seed, const char *prefix,
                         char *err, size_t errlen) {
@@ -917,37 +1154,50 @@ static gen_t *gen_setup(const config_t *cfg, int n_managers, uint64_t seed, cons
         g->prefixes[i] = cfg ? cfg->internal_phone_prefixes[i] : default_prefixes[i];
 
     /* Deals walk the non-terminal stages in order and end in "won" or "lost" (or the
-     * terminal stages with p 1 and p 0 when a configuration renames them). */
+     * terminal stages with p 1 and p 0 when a configuration has no such names; the names
+     * win, since the daemon's deals_won/deals_lost count entries into them). */
+    int won_p = -1, lost_p = -1;
     g->won = g->lost = -1;
     for (size_t i = 0; i < g->n_stages && i < 127; i++) {
         bool terminal = cfg ? cfg->stages[i].terminal : i >= 5;
         double p = cfg ? cfg->stages[i].p : (i == 5 ? 1.0 : 0.0);
         if (!terminal && g->n_open < (int)NELEM(g->open_stages))
             g->open_stages[g->n_open++] = (int)i;
-        else if (terminal && g->won < 0 && (!strcmp(g->stages[i], "won") || p >= 1.0))
+        else if (terminal && !strcmp(g->stages[i], "won"))
             g->won = (int)i;
-        else if (terminal && g->lost < 0 && (!strcmp(g->stages[i], "lost") || p <= 0.0))
+        else if (terminal && !strcmp(g->stages[i], "lost"))
             g->lost = (int)i;
+        else if (terminal && won_p < 0 && p >= 1.0)
+            won_p = (int)i;
+        else if (terminal && lost_p < 0 && p <= 0.0)
+            lost_p = (int)i;
     }
+    if (g->won < 0)
+        g->won = won_p;
+    if (g->lost < 0)
+        g->lost = lost_p;
 
     if (!zone_get(g, global_zone, err, errlen))
         goto fail;
     for (size_t i = 0; i < want; i++) {
         struct mgr *m = &g->mgrs[i];
         const char *team_zone = global_zone;
+        size_t slot = n_teams; /* none */
         if (i < n_cfg_mgrs) {
             const struct config_team *t = config_team_find(cfg, cfg->managers[i].team);
             snprintf(m->id, sizeof(m->id), "%s", cfg->managers[i].id);
-            if (t && t->time_zone)
-                team_zone = t->time_zone;
+            if (t)
+                slot = (size_t)(t - cfg->teams);
         } else { /* invented: spread over the teams and "unassigned" */
             do
                 snprintf(m->id, sizeof(m->id), "mgr%03u", next++);
             while (id_taken(g, m->id));
-            size_t slot = (i - n_cfg_mgrs) % (n_teams + 1);
-            if (slot < n_teams && cfg->teams[slot].time_zone)
-                team_zone = cfg->teams[slot].time_zone;
+            slot = (i - n_cfg_mgrs) % (n_teams + 1);
         }
+        if (slot < n_teams && cfg->teams[slot].time_zone)
+            team_zone = cfg->teams[slot].time_zone;
+        m->team = (uint32_t)slot;
+        m->segment = segment_of(slot < n_teams ? cfg->teams[slot].name : NULL);
         m->zone = zone_get(g, team_zone, err, errlen);
         if (!m->zone)
             goto fail;
@@ -955,6 +1205,8 @@ static gen_t *gen_setup(const config_t *cfg, int n_managers, uint64_t seed, cons
         m->connect_pct = rng_range(&g->rng, 30, 40);
         g->n_mgrs++;
     }
+    if (teams_index(g, n_teams + 1))
+        goto oom;
     return g;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -974,6 +1226,10 @@ static void gen_free(gen_t *g) {
     free(g->domains);
     free(g->prefixes);
     free(g->specs);
+    free(g->deals);
+    free(g->team_members);
+    free(g->team_start);
+    free(g->team_count);
     free(g->out.p);
     free(g);
 }
@@ -991,6 +1247,7 @@ struct opts {
     int64_t lag_max;
     unsigned oversize_every;
     bool live, stats;
+    bool deal_key_manager;     /* --deal-key manager: deal events keyed like activities */
     char *xprops[32];          /* -X key=value for the producer, applied last */
     int n_xprops;
 };
@@ -998,6 +1255,7 @@ struct opts {
 struct stats {
     uint64_t produced, valid, dups, invalid, unkeyed, internal, bytes, failed;
     uint64_t by_type[4];
+    uint64_t deals_new, deals_won, deals_lost, reassigned, reopened;
 };
 
 struct sink {
@@ -1259,6 +1517,27 @@ static uint64_t frac_threshold(double f) {
     return (uint64_t)(f * 18446744073709551616.0);
 }
 
+static void stats_count(struct stats *st, const struct spec *sp, bool internal) {
+    st->valid++;
+    st->by_type[sp->type]++;
+    st->internal += internal;
+    st->deals_new += (sp->deal_flags & DF_NEW) != 0;
+    st->deals_won += (sp->deal_flags & DF_WON) != 0;
+    st->deals_lost += (sp->deal_flags & DF_LOST) != 0;
+    st->reassigned += (sp->deal_flags & DF_REASSIGNED) != 0;
+    st->reopened += (sp->deal_flags & DF_REOPENED) != 0;
+}
+
+/* The message key of a valid deal event: its deal id, so one deal's events stay in one
+ * partition in order even when the deal changes hands. Returns the key length. */
+static size_t deal_key(const gen_t *g, const struct spec *sp, char *buf, size_t cap) {
+    obuf_t b = {buf, 0, cap};
+    ob_str(&b, g->prefix);
+    OB_LIT(&b, "-D");
+    ob_u64(&b, sp->deal_num);
+    return b.len;
+}
+
 static int run(gen_t *g, const struct opts *o, struct sink *s, struct stats *st) {
     struct dup_ring ring = {0};
     const uint64_t dup_thr = frac_threshold(o->dup_frac);
@@ -1279,6 +1558,7 @@ static int run(gen_t *g, const struct opts *o, struct sink *s, struct stats *st)
             const struct spec *sp = &g->specs[i];
             const char *key = g->mgrs[sp->mgr].id;
             size_t klen = strlen(key);
+            char dkey[sizeof(g->prefix) + 24];
             uint64_t r = rng_next(&g->rng);
             int64_t live_ts = o->live ? wall_ms() : 0;
 
@@ -1300,18 +1580,21 @@ static int run(gen_t *g, const struct opts *o, struct sink *s, struct stats *st)
                 st->bytes += ring.len[k];
             } else {
                 bool invalid = r >= dup_thr && r - dup_thr < inv_thr, stored = false;
+                bool deal = !invalid && sp->type == EVENT_DEAL_STAGE;
                 if (invalid) {
                     gen_format_invalid(g, sp, live_ts, o->oversize_every);
                     st->invalid++;
                 } else {
-                    bool internal = gen_format_valid(g, sp, live_ts);
-                    st->valid++;
-                    st->by_type[sp->type]++;
-                    st->internal += internal;
+                    stats_count(st, sp, gen_format_valid(g, sp, live_ts));
                     i++;
                     stored = ring.slots != NULL;
                 }
-                if (rng_next(&g->rng) < nokey_thr) {
+                if (deal && !o->deal_key_manager) {
+                    klen = deal_key(g, sp, dkey, sizeof(dkey));
+                    key = dkey;
+                }
+                /* deal events draw too (and ignore it): --deal-key leaves the stream as is */
+                if (rng_next(&g->rng) < nokey_thr && !deal) {
                     klen = 0;
                     st->unkeyed++;
                 }
@@ -1344,8 +1627,8 @@ static void usage(FILE *f) {
             "               [--count N | --days D] [--start YYYY-MM-DD] [--managers N]\n"
             "               [--rate EPS] [--live] [--dup-frac F] [--invalid-frac F]\n"
             "               [--unkeyed-frac F] [--oversize-every N] [--id-prefix P]\n"
-            "               [--lag-max N --group G] [-X librdkafka.property=value]...\n"
-            "               [--stats]\n");
+            "               [--deal-key deal|manager] [--lag-max N --group G]\n"
+            "               [-X librdkafka.property=value]... [--stats]\n");
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
@@ -1382,6 +1665,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         else if (!strcmp(a, "--group")) o->group = val;
         else if (!strcmp(a, "--start")) o->start = val;
         else if (!strcmp(a, "--id-prefix")) o->id_prefix = val;
+        else if (!strcmp(a, "--deal-key")) {
+            if (!val || (strcmp(val, "deal") && strcmp(val, "manager"))) return -1;
+            o->deal_key_manager = !strcmp(val, "manager");
+        }
         else if (!strcmp(a, "-X") && val && o->n_xprops < (int)NELEM(o->xprops))
             o->xprops[o->n_xprops++] = argv[i + 1];
         else if (!strcmp(a, "--seed")) { if (parse_u64(val, UINT64_MAX, &o->seed)) return -1; }
@@ -1435,7 +1722,7 @@ static bool prefix_ok(const char *p) {
 }
 
 /* Events of an average (intensity 100) manager's working day, from the model above. */
-#define AVG_EVENTS_PER_MANAGER_DAY 101
+#define AVG_EVENTS_PER_MANAGER_DAY 103
 
 static gen_t *gen_new(const config_t *cfg, const struct opts *o, char *err, size_t errlen) {
     char prefix[48];
@@ -1541,11 +1828,13 @@ int main(int argc, char **argv) {
                 "produced=%" PRIu64 " valid=%" PRIu64 " duplicates=%" PRIu64 " invalid=%" PRIu64
                 " unkeyed=%" PRIu64 " internal=%" PRIu64 " calls=%" PRIu64 " emails=%" PRIu64
                 " meetings=%" PRIu64 " deal_stage=%" PRIu64 " failed=%" PRIu64 " bytes=%" PRIu64
-                " seconds=%.3f rate=%.0f\n",
+                " seconds=%.3f rate=%.0f deals_new=%" PRIu64 " deals_won=%" PRIu64
+                " deals_lost=%" PRIu64 " reassigned=%" PRIu64 " reopened=%" PRIu64 "\n",
                 st.produced, st.valid, st.dups, st.invalid, st.unkeyed, st.internal,
                 st.by_type[EVENT_CALL], st.by_type[EVENT_EMAIL], st.by_type[EVENT_MEETING],
                 st.by_type[EVENT_DEAL_STAGE], st.failed, st.bytes, secs,
-                secs > 0 ? (double)st.produced / secs : 0.0);
+                secs > 0 ? (double)st.produced / secs : 0.0, st.deals_new, st.deals_won,
+                st.deals_lost, st.reassigned, st.reopened);
         fflush(f);
     }
     gen_free(g);

@@ -32,6 +32,7 @@ import re
 import signal
 import subprocess
 
+import expect
 import kpitest
 from kpitest import EVENTS_TOPIC, HarnessError
 
@@ -117,17 +118,25 @@ def consumed_now(client):
         return -1
 
 
-# Keys whose content depends on WHEN it is computed, not only on the messages: derived
-# figures pro-rated to now (:kpi), windows ending now (:rolling) and alerts (evaluated on a
-# wall-clock timer). Two correct runs minutes apart may differ there, so the comparison
-# with the clean run leaves them out (the tests of those features pin them).
-TIME_DEPENDENT_KEYS = (r".*:kpi", r".*:rolling", r"(.*:)?alerts")
+# Keys whose content depends on WHEN it is computed, not only on the messages: windows
+# ending at the current hour (:rolling; checked instead against the per-hour sums of the
+# same run by funnel_invariants) and alerts (evaluated on a wall-clock timer). Two correct
+# runs minutes apart may differ there, so the comparison with the clean run leaves them
+# out. The per-hour sums (:hourly) are compared, with hours no window needs any more (they
+# depend on when the last hour turned) left out; see trim_hourly.
+TIME_DEPENDENT_KEYS = (r".*:rolling", r"(.*:)?alerts")
+HOUR_MS = 3600000
 
 
 def normalize(dump, group, prefix=PREFIX):
     """A dump with the group's name taken out of the offsets key and the time-dependent
-    keys left out."""
-    out = {}
+    keys left out (and kpi:meta's rolling_hour_ms moved to out["<rolling hour>"])."""
+    out = {"<rolling hour>": None}
+    meta = dump.get(prefix + ":meta")
+    if meta:
+        meta = dict(meta, value=dict(meta["value"]))
+        out["<rolling hour>"] = meta["value"].pop("rolling_hour_ms", None)
+        dump = dict(dump, **{prefix + ":meta": meta})
     pre = "%s:offsets:%s:" % (prefix, group)
     for k, v in dump.items():
         rel = k[len(prefix) + 1:] if k.startswith(prefix + ":") else None
@@ -135,13 +144,93 @@ def normalize(dump, group, prefix=PREFIX):
             continue
         if k.startswith(pre):
             k = "%s:offsets:<G>:%s" % (prefix, k[len(pre):])
+        if k.endswith(":pipeline"):
+            # A field that went up in one flush and down in a later one stays as 0; within
+            # one flush the two net out and it is never written. Both mean "none open".
+            v = dict(v, value={f: x for f, x in v["value"].items() if x != "0"})
+            if not v["value"]:
+                continue
         out[k] = v
     return out
+
+
+def trim_hourly(dump, rolling_hour_ms, prefix=PREFIX):
+    """The dump with the :hourly fields of hours older than 30 days before rolling_hour_ms
+    dropped (kpid drops them when the hour turns, so two runs an hour apart differ there)."""
+    if rolling_hour_ms is None:
+        return dump
+    oldest = int(rolling_hour_ms) // HOUR_MS - 720
+    rx = re.compile(re.escape(prefix) + r":mgr:\{.*\}:hourly")
+    out = {}
+    for k, e in dump.items():
+        if rx.fullmatch(k):
+            v = {f: x for f, x in e["value"].items() if int(f.rsplit(":", 1)[1]) > oldest}
+            if not v:
+                continue
+            e = dict(e, value=v)
+        out[k] = e
+    return out
+
+
+def funnel_invariants(dump, cfg, what, prefix=PREFIX):
+    """What must hold in ANY state kpid leaves, crash or not: every pipeline hash is the sum
+    of the contributions of the deals its scope owns now, and every rolling window is the sum
+    of the per-hour counts it covers. Both are written incrementally by different flushes,
+    so a flush applied twice or half would break them."""
+    rules = expect.Rules(cfg)
+    want = {}
+    rx = re.compile(re.escape(prefix) + r":deal:\{(.*)\}")
+    for k, e in dump.items():
+        if not rx.fullmatch(k):
+            continue
+        h = e["value"]
+        deal = expect.Deal(int(h["first_ts"]))
+        deal.manager, deal.stage = h["manager"], h["stage"]
+        deal.amount = int(h["amount_cents"]) if "amount_cents" in h else None
+        contribution = expect.pipeline_contribution(deal, rules)
+        team = rules.team_of(deal.manager)
+        for key in ("%s:mgr:{%s}:pipeline" % (prefix, deal.manager),
+                    "%s:team:{%s}:pipeline" % (prefix, team), "%s:org:pipeline" % prefix):
+            acc = want.setdefault(key, {})
+            for f, v in contribution.items():
+                acc[f] = acc.get(f, 0) + v
+    def nonzero(h):
+        return {f: int(v) for f, v in h.items() if int(v) != 0}
+    want = {k: nonzero(v) for k, v in want.items() if nonzero(v)}
+    got = {k: nonzero(e["value"]) for k, e in dump.items()
+           if k.endswith(":pipeline") and nonzero(e["value"])}
+    d = kpitest.diff_dumps(want, got)
+    assert not d, "%s: pipelines differ from the sum of the stored deals:\n%s" % (what, d)
+    w = (dump.get(prefix + ":meta") or {"value": {}})["value"].get("rolling_hour_ms")
+    if w is None:
+        return
+    wh = int(w) // HOUR_MS
+    want = {}
+    for k, e in dump.items():
+        if not k.endswith(":hourly"):
+            continue
+        sums = {}
+        for f, v in e["value"].items():
+            metric, hour = f.rsplit(":", 1)
+            for label, n in (("24h", 24), ("7d", 168), ("30d", 720)):
+                if int(hour) > wh - n:
+                    sums[metric + ":" + label] = sums.get(metric + ":" + label, 0) + int(v)
+        if nonzero(sums):
+            want[k[:-len("hourly")] + "rolling"] = nonzero(sums)
+    got = {k: nonzero(e["value"]) for k, e in dump.items()
+           if k.endswith(":rolling") and nonzero(e["value"])}
+    d = kpitest.diff_dumps(want, got)
+    assert not d, "%s: rolling windows differ from their per-hour sums:\n%s" % (what, d)
 
 
 def compare_dumps(ref, got, what, ttl_slack_s=5):
     """Equal keys, types and values; EXPIRETIMEs equal within ttl_slack_s (kpid may compute
     expiries from the wall clock, and the two runs happen seconds apart)."""
+    hours = [int(h) for h in (ref.get("<rolling hour>"), got.get("<rolling hour>")) if h is not None]
+    if hours:
+        ref, got = trim_hourly(ref, max(hours)), trim_hourly(got, max(hours))
+    ref = {k: v for k, v in ref.items() if k != "<rolling hour>"}
+    got = {k: v for k, v in got.items() if k != "<rolling hour>"}
     vals_ref = {k: (e["type"], e["value"]) for k, e in ref.items()}
     vals_got = {k: (e["type"], e["value"]) for k, e in got.items()}
     d = kpitest.diff_dumps(vals_ref, vals_got)
@@ -188,6 +277,7 @@ class Stream:
         env = self.env
         self.broker = env.broker({EVENTS_TOPIC: self.partitions, ALERTS_TOPIC: 1}, brokers=self.brokers)
         probe = kpitest.default_config(self.broker.bootstrap, 6379, **GEN_CONFIG)
+        self.gen_cfg = probe
         gen = gen_stream(env.dir, probe, self.seed, self.count, managers=self.managers)
         self.msgs = kpitest.produce(self.broker.bootstrap, EVENTS_TOPIC, gen)
         self.by_origin = {(m.partition, m.offset): m for m in self.msgs}
@@ -228,7 +318,9 @@ class Stream:
         reports = kpid.sanitizer_reports()
         assert not reports, "clean run: sanitizer reports %r" % reports
         check_consistent(c, group, "clean run")
-        self.ref_dump = normalize(kpitest.dump_redis(c), group)
+        dump = kpitest.dump_redis(c)
+        funnel_invariants(dump, cfg, "clean run")
+        self.ref_dump = normalize(dump, group)
         self.ref_meta = kpitest.meta(c)
         self.check_offsets(c, group, "clean run")
         # The stream must exercise what the tests claim it does.
@@ -293,8 +385,9 @@ class Stream:
         Returns how many DLQ records were repeats (allowed after crashes)."""
         check_consistent(client, group, what)
         self.check_offsets(client, group, what)
-        got = normalize(kpitest.dump_redis(client), group)
-        compare_dumps(self.ref_dump, got, what)
+        dump = kpitest.dump_redis(client)
+        funnel_invariants(dump, self.gen_cfg, what)
+        compare_dumps(self.ref_dump, normalize(dump, group), what)
         recs = self.read_dlq(dlq)
         origins = [o for o, _ in recs]
         missing = self.invalid - set(origins)

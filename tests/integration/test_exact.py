@@ -289,7 +289,8 @@ def hand_messages():
         out.append((key, v, i % 4))
     # Copies must come after their originals: originals of a01/a07/a15/a02/d02 are in
     # HAND_VALID at positions whose partition is i % 4; pin those to partition 0.
-    pinned = {b"a01", b"a07", b"a15", b"a02", b"d02"}
+    # A deal's events must share a partition: their order is the deal's history.
+    pinned = {b"a01", b"a07", b"a15", b"a02", b"d02", b"d01", b"d03"}
     for j, (key, v, p) in enumerate(out):
         obj = _try_json(v)
         if obj is not None and isinstance(obj, dict) and str(obj.get("event_id")).encode() in pinned:
@@ -356,19 +357,60 @@ def check_dlq(broker, exp, kpid):
 
 # Every key kpid may write while only sections 1-4's activity counters exist. Extend it
 # when deal state, leaderboards, :kpi figures or alerts arrive.
-KNOWN_KEYS = re.compile(r"kpi:(%s|meta|managers|dedup|offsets:[^:]+:.+)" % kpitest.COUNTER_KEY_RE)
+KNOWN_KEYS = re.compile(
+    r"kpi:(%s(:kpi)?|(mgr:\{[^}]+\}|team:\{[^}]+\}|org):pipeline|mgr:\{[^}]+\}:(rolling|hourly)"
+    r"|deal:\{[^}]+\}|lb:(touches|meetings_held|deals_won|revenue_won_cents):[dwmq]:[0-9A-Z-]+"
+    r"|meta|managers|dedup|offsets:[^:]+:.+)" % kpitest.COUNTER_KEY_RE)
+
+
+def stable_dump(c):
+    """dump_redis taken while the rolling windows' hour stays put (kpid moves it when the
+    wall-clock hour turns), and that hour."""
+    while True:
+        w = c.hget("kpi:meta", "rolling_hour_ms")
+        dump = kpitest.dump_redis(c)
+        if c.hget("kpi:meta", "rolling_hour_ms") == w:
+            return dump, w
+
+
+def ints(value):
+    """A hash or sorted-set value from a dump as {field: int}, zeros dropped."""
+    return {f: int(v) for f, v in value.items() if int(v) != 0}
+
+
+def check_funnel(dump, exp, w):
+    """Derived figures, deal states, pipelines, leaderboards and rolling windows."""
+    def view(pattern, conv=ints):
+        rx = re.compile(pattern)
+        out = {k: conv(e["value"]) for k, e in dump.items() if rx.fullmatch(k)}
+        return {k: v for k, v in out.items() if v}
+    derived = view(r"kpi:.*:kpi", dict)
+    kpitest.assert_same(exp.derived, derived, "derived figures (:kpi)")
+    kpitest.assert_same(exp.derived_expire_at, {k: dump[k]["expire_at"] for k in derived},
+                        ":kpi expiry")
+    kpitest.assert_same(exp.deals, view(r"kpi:deal:\{.*\}", dict), "deal states")
+    kpitest.assert_same(exp.pipelines, view(r"kpi:.*:pipeline"), "pipelines")
+    lbs = view(r"kpi:lb:.*")
+    kpitest.assert_same(exp.leaderboards, lbs, "leaderboards")
+    kpitest.assert_same(exp.lb_expire_at, {k: dump[k]["expire_at"] for k in lbs}, "leaderboard expiry")
+    # The first flush stores the hour the windows are kept for.
+    assert w is not None or not exp.counters, "kpi:meta has no rolling_hour_ms"
+    if w is not None:
+        kpitest.assert_same(exp.rolling(w), view(r"kpi:mgr:\{.*\}:rolling"), "rolling windows")
+        kpitest.assert_same(exp.hourly(w), view(r"kpi:mgr:\{.*\}:hourly"), "per-hour sums")
 
 
 def check_state(redis, broker, cfg, exp, kpid, topics=(EVENTS_TOPIC,)):
     """Counters, their expiry, meta, managers, dedup ids and offsets all as expected,
     and no other keys."""
     c = redis.client()
-    dump = kpitest.dump_redis(c)
+    dump, w = stable_dump(c)
     stray = sorted(k for k in dump if not KNOWN_KEYS.fullmatch(k))
     assert not stray, "unexpected keys in Redis: %s" % stray[:20]
     kpitest.assert_same(exp.counters, kpitest.counter_view(dump), "counters")
     kpitest.assert_same(exp.expire_at, kpitest.expiry_view(dump), "counter key expiry (EXPIRETIME)")
     kpitest.assert_same(exp.meta, expect.meta_view(kpitest.meta(c)), "kpi:meta")
+    check_funnel(dump, exp, w)
     got_mgrs = set(dump.get("kpi:managers", {}).get("value", []))
     assert got_mgrs == exp.managers, "kpi:managers: missing %s, unexpected %s" % (
         sorted(exp.managers - got_mgrs), sorted(got_mgrs - exp.managers))
@@ -421,7 +463,9 @@ def check_model_by_hand(exp, msgs):
             "calls": 8, "calls_connected": 5, "call_seconds": 86455, "calls_in": 1, "emails": 7,
             "emails_in": 3, "meetings_scheduled": 1, "meetings_held": 4, "meetings_first": 3,
             "meetings_next_step": 2, "meetings_cancelled": 1, "meetings_no_show": 1, "touches": 14,
-            "internal_filtered": 7},
+            "internal_filtered": 7,
+            # d02: a deal first seen as won: its cycle is 0 s, its revenue the event's amount
+            "stage:won": 1, "deals_won": 1, "revenue_won_cents": 10000},
         "kpi:mgr:{ivanov}:d:2026-11-17": {"emails": 1, "touches": 1},
         "kpi:team:{nyc}:d:2026-11-01": {"calls": 2, "calls_connected": 2, "call_seconds": 40,
                                         "emails": 1, "touches": 3},
@@ -444,9 +488,10 @@ def check_model_by_hand(exp, msgs):
         "kpi:mgr:{rao}:d:2005-03-10": ABSENT,           # expired: 2005-03-11 + 20 years < now
         "kpi:mgr:{rao}:w:2005-W10": ABSENT,             # 2005-03-14 + 21 years < now
         "kpi:mgr:{rao}:m:2005-03": {"calls": 1, "calls_connected": 1, "call_seconds": 15, "touches": 1},
-        "kpi:mgr:{dealer}:d:2026-11-16": ABSENT,        # deal_stage: no counters yet
+        "kpi:mgr:{dealer}:d:2026-11-16": {"stage:lead": 1, "stage:sql": 1},   # D-1 entered both
         "kpi:mgr:{edge}:d:2026-11-16": {"emails": 7, "touches": 7, "emails_in": 1, "calls": 1,
-                                        "calls_connected": 1, "internal_filtered": 3},
+                                        "calls_connected": 1, "internal_filtered": 3,
+                                        "stage:lead": 1},                 # g09, a 128-byte deal id
         "kpi:mgr:{edge}:d:2026-11-15": {"emails": 1, "touches": 1},      # +23:59
     }
     for key, want in hand.items():
@@ -511,9 +556,11 @@ def test_generated_stream(env):
     assert len(gen) >= 20000
     half = len(gen) // 2
     # First half keyed (the default partitioner keeps a key in one partition), second
-    # half without keys (spread at random).
+    # half without keys (spread at random), except deal events: one deal's events must
+    # stay in one partition for their order to be its history.
     keyed = kpitest.produce(broker.bootstrap, EVENTS_TOPIC, [(k, v) for k, v in gen[:half]])
-    keyless = kpitest.produce(broker.bootstrap, EVENTS_TOPIC, [(None, v) for _, v in gen[half:]])
+    keyless = kpitest.produce(broker.bootstrap, EVENTS_TOPIC,
+                              [(k if b'"deal_stage"' in v else None, v) for k, v in gen[half:]])
     msgs = keyed + keyless
     assert {m.partition for m in msgs} == {0, 1, 2, 3}
     kpitest.wait_consumed(redis.client(), len(msgs), kpid, timeout=90)
