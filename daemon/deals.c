@@ -281,31 +281,8 @@ void deals_reader_init(deals_reader_t *reader)
     reader->state.stage = -1;
 }
 
-/* Strict decimal: digits only (after an optional '-' when allowed), no overflow. */
-static int parse_dec(const char *s, size_t len, bool allow_minus, int64_t *out)
-{
-    bool neg = false;
-    size_t i = 0;
-    if (allow_minus && len > 0 && s[0] == '-') {
-        neg = true;
-        i = 1;
-    }
-    if (i == len)
-        return -1;
-    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (limit - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
-
-static int parse_u64(const char *s, size_t len, uint64_t *out)
+/* Digits only, at least one, value <= limit. */
+static int parse_digits(const char *s, size_t len, uint64_t limit, uint64_t *out)
 {
     uint64_t v = 0;
     if (len == 0)
@@ -314,11 +291,23 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
         if (s[i] < '0' || s[i] > '9')
             return -1;
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
+        if (v > (limit - d) / 10)
             return -1;
         v = v * 10 + d;
     }
     *out = v;
+    return 0;
+}
+
+/* Strict decimal: digits only (after an optional '-' when allowed), no overflow. */
+static int parse_dec(const char *s, size_t len, bool allow_minus, int64_t *out)
+{
+    bool neg = allow_minus && len > 0 && s[0] == '-';
+    uint64_t v;
+    if (parse_digits(s + neg, len - neg, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX,
+                     &v) != 0)
+        return -1;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return 0;
 }
 
@@ -372,7 +361,7 @@ int deals_reader_field(deals_reader_t *r, const deals_rules_t *rules, const char
         *(f == F_FIRST_TS ? &st->first_ts : &st->stage_ts) = v;
         break;
     default:
-        if (parse_u64(value, vlen, &mask) != 0)
+        if (parse_digits(value, vlen, UINT64_MAX, &mask) != 0)
             return log_errbuf(err, errlen, "deal state: reached: not an unsigned 64-bit integer");
         /* Bits of stages since removed from the end of the list mean nothing now. */
         st->reached = rules->n < 64 ? mask & ((UINT64_C(1) << rules->n) - 1) : mask;

@@ -128,11 +128,3 @@ dealset_entry_t *dealset_at(dealset_t *set, size_t index)
 {
     return index < set->n ? &set->entries[index] : NULL;
 }
-
-void dealset_forget_states(dealset_t *set)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        set->entries[i].exists = false;
-        set->entries[i].changed = false;
-    }
-}

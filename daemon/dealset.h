@@ -29,7 +29,5 @@ dealset_entry_t *dealset_add(dealset_t *set, const char *deal_id);
 dealset_entry_t *dealset_find(const dealset_t *set, const char *deal_id);
 size_t dealset_count(const dealset_t *set);
 dealset_entry_t *dealset_at(dealset_t *set, size_t index);
-/* Marks every entry unchanged and not loaded: before the states are read again. */
-void dealset_forget_states(dealset_t *set);
 
 #endif

@@ -57,15 +57,13 @@ sink_t *sink_new(const struct sink_params *p)
     s->present = calloc(p->n_topics ? p->n_topics : 1, sizeof *s->present);
     s->deals = dealset_new();
     s->base = agg_new(TALLY_COUNTERS);
-    s->hour_base = agg_new(TALLY_ROLLING_METRICS);
-    s->roll_base = agg_new(3 * TALLY_ROLLING_METRICS);
     s->windows = agg_new(3 * TALLY_ROLLING_METRICS);
     s->scratch = agg_new(1);
     s->rolling_hour_ms = -1;
     s->cache_hours = agg_new(TALLY_ROLLING_METRICS);
     s->cache_rolling = agg_new(3 * TALLY_ROLLING_METRICS);
     s->cache_seq = -1;
-    if (!s->cache_hours || !s->cache_rolling || !s->deals || !s->base || !s->hour_base || !s->roll_base || !s->windows || !s->scratch || !s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
+    if (!s->cache_hours || !s->cache_rolling || !s->deals || !s->base || !s->windows || !s->scratch || !s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
         !s->seen || !s->managers || !s->present || (p->user && !s->user) || (p->password && !s->password)) {
         sink_free(s);
         return NULL;
@@ -127,12 +125,10 @@ void sink_free(sink_t *s)
     agg_free(s->base);
     free(s->req);
     free(s->req_start);
-    agg_free(s->hour_base);
     agg_free(s->cache_counters);
     agg_free(s->cache_hours);
     agg_free(s->cache_rolling);
     free(s->learn);
-    agg_free(s->roll_base);
     agg_free(s->windows);
     agg_free(s->scratch);
     free(s);

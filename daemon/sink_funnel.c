@@ -3,11 +3,13 @@
  * begin), writes are appended inside its MULTI, so all of it is as atomic as the offsets:
  * a crash or a second kpid can neither count a deal's entry twice nor lose one.
  *
- * Counters, per-hour sums and windows are written as absolute values (HSET of the value
- * read at begin plus the batch's delta), not as one HINCRBY per field: one multi-field HSET
- * costs Redis a fraction of the HINCRBYs it replaces, and the values read are still true at
- * EXEC because every flush WATCHes kpi:meta, which every flush writes. A hash that was not
- * read falls back to HINCRBY. */
+ * A field of a counters, per-hour or window hash whose current value kpid knows is written
+ * as base + delta in one multi-field HSET per hash (a fraction of the Redis time of the
+ * HINCRBYs it replaces); any other field with HINCRBY, whose answer in EXEC's reply then
+ * tells kpid the value. Known means read at begin (only the inputs of figures that may
+ * change are read) or cached from this process's own last flush, trusted while kpi:meta
+ * flush_seq shows no other writer since; every flush WATCHes kpi:meta, so what was read or
+ * trusted is still true at EXEC. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +118,7 @@ dealset_t *sink_deals(sink_t *s) { return s->deals; }
 
 size_t sink_funnel_read_count(const sink_t *s)
 {
-    return s->n_deal_reads + s->n_base_reads + s->n_hour_reads + s->n_roll_reads;
+    return s->n_deal_reads + s->n_base_reads;
 }
 
 static int reserve_requests(sink_t *s, size_t n_reads, size_t per_read)
@@ -155,9 +157,7 @@ int sink_funnel_begin_send(sink_t *s, batch_t *batch, const tally_t *tally)
     char key[KEYS_MAX + 8];
     dealset_reset(s->deals);
     agg_reset(s->base);
-    agg_reset(s->hour_base);
-    agg_reset(s->roll_base);
-    s->n_deal_reads = s->n_base_reads = s->n_hour_reads = s->n_roll_reads = s->n_skipped = 0;
+    s->n_deal_reads = s->n_base_reads = s->n_skipped = 0;
     for (size_t i = 0; i < batch_event_count(batch); i++) {
         const event_t *ev = &batch_event_at(batch, i)->event;
         if (ev->type == EVENT_DEAL_STAGE && !dealset_add(s->deals, ev->deal_id))
@@ -252,23 +252,22 @@ unreadable:
               s->address, s->prefix, e->deal_id, err);
 }
 
-/* Reads one HMGET reply per bucket of `into`, in order: value index[j] (or j without an
- * index) of the bucket is the reply's element j, 0 when the field does not exist. A reply
- * that is not the expected array (a key of the wrong type) leaves the bucket SINK_UNKNOWN,
- * so its writes fall back to HINCRBY (whose error EXEC then reports). */
-static int read_values(sink_t *s, agg_t *into, size_t n_reads, size_t n_values,
-                       const size_t *index, const size_t *start, char *err, size_t errlen)
+/* Reads the HMGET reply of each counters hash asked about, in order: counter
+ * req[req_start[b] + j] of hash b is the reply's element j, 0 when the field does not exist.
+ * A reply that is not the expected array (a key of the wrong type) leaves the hash
+ * SINK_UNKNOWN, so its writes fall back to HINCRBY (whose error EXEC then reports). */
+static int read_counters(sink_t *s, char *err, size_t errlen)
 {
-    for (size_t b = 0; b < n_reads; b++) {
+    for (size_t b = 0; b < s->n_base_reads; b++) {
         redisReply *r = sink_read(s, err, errlen);
         if (!r)
             return -1;
-        const agg_bucket_t *bucket = agg_bucket_at(into, b);
-        size_t n = index ? start[b + 1] - start[b] : n_values;
+        const agg_bucket_t *bucket = agg_bucket_at(s->base, b);
+        size_t first = s->req_start[b], n = s->req_start[b + 1] - first;
         if (bucket && r->type == REDIS_REPLY_ARRAY && r->elements >= n) {
             for (size_t j = 0; j < n; j++) {
                 const redisReply *v = r->element[j];
-                bucket->values[index ? index[start[b] + j] : j] =
+                bucket->values[s->req[first + j]] =
                     v->type == REDIS_REPLY_STRING ? strtoll(v->str, NULL, 10) : 0;
             }
         }
@@ -286,11 +285,7 @@ int sink_funnel_begin_read(sink_t *s, char *err, size_t errlen)
         load_deal(s, dealset_at(s->deals, i), r);
         freeReplyObject(r);
     }
-    if (read_values(s, s->base, s->n_base_reads, 0, s->req, s->req_start, err, errlen) ||
-        read_values(s, s->hour_base, s->n_hour_reads, TALLY_ROLLING_METRICS, NULL, NULL, err,
-                    errlen) ||
-        read_values(s, s->roll_base, s->n_roll_reads, TALLY_ROLLING_METRICS * ROLLING_WINDOWS,
-                    NULL, NULL, err, errlen))
+    if (read_counters(s, err, errlen) != 0)
         return -1;
     if (s->cache_seq < 0 || s->seen_seq != s->cache_seq) {
         /* Someone else flushed since our last commit (or we have none): what we cached may
@@ -306,12 +301,13 @@ int sink_funnel_begin_read(sink_t *s, char *err, size_t errlen)
     return 0;
 }
 
-/* The current values of a hash as far as known: read at begin, else cached (SINK_UNKNOWN
- * where neither knows); false when the hash is unknown altogether. */
+/* The current values of a hash as far as known: read at begin (base may be NULL: per-hour
+ * sums and windows are never read), else cached; SINK_UNKNOWN where neither knows. False
+ * when the hash is unknown altogether. */
 static bool base_of(const sink_t *s, const agg_t *base, const agg_t *cache, enum scope_kind kind,
                     const char *scope, const char *id, size_t n, int64_t *out)
 {
-    const agg_bucket_t *read = agg_find(base, kind, scope, id);
+    const agg_bucket_t *read = base ? agg_find(base, kind, scope, id) : NULL;
     const agg_bucket_t *kept = s->cache_trusted && cache ? agg_find(cache, kind, scope, id) : NULL;
     if (!read && !kept)
         return false;
@@ -646,7 +642,7 @@ static long append_rolling(sink_t *s, const agg_t *hourly, int64_t now_ms)
             names[m] = fields[m];
         }
         int64_t base[TALLY_ROLLING_METRICS], *slots;
-        bool known = base_of(s, s->hour_base, s->cache_hours, SCOPE_MANAGER, h->scope,
+        bool known = base_of(s, NULL, s->cache_hours, SCOPE_MANAGER, h->scope,
                              h->period_id, TALLY_ROLLING_METRICS, base);
         if (remember(s->cache_hours, SCOPE_MANAGER, h->scope, PERIOD_DAY, h->period_id, hour,
                      known ? base : NULL, h->values, TALLY_ROLLING_METRICS, &slots) != 0)
@@ -674,7 +670,7 @@ static long append_rolling(sink_t *s, const agg_t *hourly, int64_t now_ms)
         if (keys_scope(key, sizeof key, s->prefix, SCOPE_MANAGER, win->scope, "rolling") < 0)
             continue;
         int64_t base[TALLY_ROLLING_METRICS * ROLLING_WINDOWS], *slots;
-        bool known = base_of(s, s->roll_base, s->cache_rolling, SCOPE_MANAGER, win->scope,
+        bool known = base_of(s, NULL, s->cache_rolling, SCOPE_MANAGER, win->scope,
                              "rolling", TALLY_ROLLING_METRICS * ROLLING_WINDOWS, base);
         if (remember(s->cache_rolling, SCOPE_MANAGER, win->scope, PERIOD_DAY, "rolling", 0,
                      known ? base : NULL, win->values, TALLY_ROLLING_METRICS * ROLLING_WINDOWS,

@@ -66,11 +66,9 @@ struct sink {
     agg_t *base;             /* per counters hash of the batch: the counters it may change */
     size_t *req, n_req, req_cap;     /* counter indices asked for, all reads in a row */
     size_t *req_start, req_start_cap; /* where each read's indices start in req */
-    agg_t *hour_base;        /* per (manager, hour): the rolling metrics' per-hour sums */
-    agg_t *roll_base;        /* per manager: the 12 window fields */
     agg_t *windows;          /* scratch: rolling-window deltas per manager */
     int64_t rolling_hour_ms; /* kpi:meta rolling_hour_ms read at begin; -1 when absent */
-    size_t n_deal_reads, n_base_reads, n_hour_reads, n_roll_reads;
+    size_t n_deal_reads, n_base_reads;
 
     /* The values this process's own flushes left in Redis, keyed like base. Every flush
      * increments kpi:meta flush_seq: while it equals cache_seq, nobody else has written

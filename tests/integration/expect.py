@@ -675,6 +675,19 @@ def _drop_zeros(hashes):
             del hashes[key]
 
 
+def _drop_expired(keys, expire_at, expired, now_ms):
+    """Zero fields dropped, then keys whose expiry (unix s, -1 none) is past by now_ms moved
+    to `expired`; expire_at keeps only the keys left."""
+    _drop_zeros(keys)
+    for key in list(expire_at):
+        at = expire_at[key]
+        if key not in keys or (at != -1 and at * 1000 <= now_ms):
+            if key in keys:
+                expired.add(key)
+                del keys[key]
+            del expire_at[key]
+
+
 def model(messages, cfg, now_ms):
     """The expected Redis state and DLQ after kpid consumed `messages` once each."""
     rules = Rules(cfg)
@@ -769,28 +782,14 @@ def model(messages, cfg, now_ms):
             raise AmbiguousInput("deal %r: %d events in partitions %s; their order is the consumer's"
                                  % (deal, len(eids), sorted(where, key=str)))
 
-    _drop_zeros(exp.counters)
-    for key in list(exp.expire_at):
-        at = exp.expire_at[key]
-        if key not in exp.counters or (at != -1 and at * 1000 <= now_ms):
-            if key in exp.counters:
-                exp.expired.add(key)
-                del exp.counters[key]
-            del exp.expire_at[key]
+    _drop_expired(exp.counters, exp.expire_at, exp.expired, now_ms)
     for key, h in exp.counters.items():
         fig = derived_figures(h, rules)
         if fig:
             exp.derived[key + ":kpi"] = fig
             exp.derived_expire_at[key + ":kpi"] = exp.expire_at[key]
 
-    _drop_zeros(exp.leaderboards)
-    for key in list(exp.lb_expire_at):
-        at = exp.lb_expire_at[key]
-        if key not in exp.leaderboards or (at != -1 and at * 1000 <= now_ms):
-            if key in exp.leaderboards:
-                exp.lb_expired.add(key)
-                del exp.leaderboards[key]
-            del exp.lb_expire_at[key]
+    _drop_expired(exp.leaderboards, exp.lb_expire_at, exp.lb_expired, now_ms)
 
     for deal_id, state in exp.deal_state.items():
         exp.deals["%s:deal:{%s}" % (prefix, deal_id)] = state.view(rules)

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
+
 #include "agg.h"
 #include "batch.h"
 #include "dedup.h"
@@ -126,25 +128,13 @@ static void test_emails_and_meetings(void **state)
     expect("");
 }
 
-static period_set_t periods(const char *day, const char *week, int64_t day_end)
-{
-    period_set_t p;
-    memset(&p, 0, sizeof p);
-    snprintf(p.id[PERIOD_DAY], sizeof p.id[0], "%s", day);
-    snprintf(p.id[PERIOD_WEEK], sizeof p.id[0], "%s", week);
-    snprintf(p.id[PERIOD_MONTH], sizeof p.id[0], "m:2026-11");
-    snprintf(p.id[PERIOD_QUARTER], sizeof p.id[0], "q:2026-Q4");
-    p.end_ms[PERIOD_DAY] = day_end;
-    return p;
-}
-
 static void test_buckets_sum(void **state)
 {
     (void)state;
     agg_t *agg = agg_new(COUNTER_ACTIVITY_COUNT);
     assert_non_null(agg);
-    period_set_t mon = periods("d:2026-11-16", "w:2026-W47", 1000);
-    period_set_t tue = periods("d:2026-11-17", "w:2026-W47", 2000);
+    period_set_t mon = fixture_periods("d:2026-11-16", "w:2026-W47", 1000);
+    period_set_t tue = fixture_periods("d:2026-11-17", "w:2026-W47", 2000);
     int64_t one[COUNTER_ACTIVITY_COUNT] = {[COUNTER_CALLS] = 1, [COUNTER_CALL_SECONDS] = 30};
     for (int round = 0; round < 2; round++) { /* the second round checks reuse after reset */
         assert_int_equal(agg_add(agg, SCOPE_MANAGER, "ivanov", &mon, one, COUNTER_ACTIVITY_COUNT), 0);
@@ -183,7 +173,7 @@ static void test_many_buckets(void **state)
     (void)state;
     /* Enough scopes to force the table to grow several times; every sum stays exact. */
     agg_t *agg = agg_new(COUNTER_ACTIVITY_COUNT + 3);
-    period_set_t p = periods("d:2026-11-16", "w:2026-W47", 0);
+    period_set_t p = fixture_periods("d:2026-11-16", "w:2026-W47", 0);
     int64_t one[COUNTER_ACTIVITY_COUNT] = {[COUNTER_TOUCHES] = 1};
     char name[32];
     for (int rep = 0; rep < 3; rep++)
