@@ -11,7 +11,8 @@ pipelines, derived figures, leaderboards and rolling windows.
     timed waits);
 (d) a manager-keyed stream, where a reassigned deal's events sit in several partitions
     and their order is the consumer's: whatever that order, pipelines equal the sum of
-    the stored deals and each stage is counted once per deal.
+    the stored deals and each stage is counted once per deal;
+(e) kpictl board, funnel and top on a small set of today's events.
 """
 
 import json
@@ -283,10 +284,16 @@ def test_rolling_windows_move_with_the_clock(env):
     assert exp.rolling(w) == {"kpi:mgr:{ivanov}:rolling": rolling(c)}
     assert kpid.stop() == 0, kpid.log_tail()
 
-    # An hour later: r1 leaves 24h, r2 leaves 30d (and its hour is dropped).
+    # An hour later: r1 leaves 24h, r2 leaves 30d (and its hour is dropped); the change feed
+    # names every manager whose windows moved.
     shift_back(c, 1)
+    feed = c.pubsub(ignore_subscribe_messages=True)
+    feed.subscribe("kpi:updates")
     kpid = env.kpid(cfg)
     wait_for(lambda: int(c.hget("kpi:meta", "rolling_hour_ms")) >= w, what="the windows to move")
+    note = wait_for(lambda: feed.get_message(timeout=0.5), what="a kpi:updates message")
+    assert json.loads(note["data"])["managers"] == ["ivanov"], note
+    feed.close()
     assert rolling(c) == {"emails:24h": 1, "emails:7d": 2, "emails:30d": 3,
                           "touches:24h": 2, "touches:7d": 3, "touches:30d": 4,
                           "meetings_held:24h": 1, "meetings_held:7d": 1, "meetings_held:30d": 1}
@@ -343,3 +350,57 @@ def test_hand_literals_are_json():
     """HISTORY is what a CRM would send: valid JSON objects."""
     for v in HISTORY:
         assert isinstance(json.loads(v), dict)
+
+
+# --- (e) kpictl's views of the funnel ---------------------------------------------------
+
+
+def kpictl(cfg_path, *args):
+    r = subprocess.run([kpitest.binary("kpictl"), "-c", cfg_path] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def line_of(lines, first_word):
+    for line in lines:
+        if line.split() and line.split()[0] == first_word:
+            return line.split()
+    raise AssertionError("no line for %s in:\n%s" % (first_word, "\n".join(lines)))
+
+
+def test_kpictl_views(env):
+    """board, funnel and top read today's hashes (kpictl picks the current period, so the
+    events are dated a minute ago, away from Moscow's midnight)."""
+    while (time.time() + 3 * 3600) % 86400 < 300:
+        time.sleep(5)
+    now = int(time.time() * 1000) - 60000
+    at = iso(now)
+    redis, broker, cfg, kpid = start_stack(env, FUNNEL_CONFIG)
+    events = [
+        email("k1", "ivanov", at), email("k2", "ivanov", at),
+        meeting("k3", "ivanov", at, kind="first", next_step=True),
+        email("k4", "petrov", at),
+        deal("k5", "ivanov", at, "K1", "lead", amount=1000),
+        deal("k6", "petrov", at, "K2", "won", amount=500),
+        deal("k7", "weber", at, "K3", "lost"),
+    ]
+    msgs = kpitest.produce(broker.bootstrap, EVENTS_TOPIC, [(None, v, 0) for v in events])
+    kpitest.wait_consumed(redis.client(), len(msgs), kpid)
+    path = env.write_config(cfg, "kpictl.json")
+    board = kpictl(path, "board", "--period", "d")
+    # manager team calls conn talk_m emails meet first touches internal won win% pipeline touch24h
+    iv = line_of(board, "ivanov")
+    assert (iv[5], iv[6], iv[7], iv[8], iv[10], iv[11], iv[12], iv[13]) == \
+        ("2", "1", "1", "3", "0", "-", "1,000", "3"), iv
+    pe = line_of(board, "petrov")
+    assert (pe[5], pe[8], pe[10], pe[11]) == ("1", "1", "1", "100.0"), pe
+    funnel = kpictl(path, "funnel", "--scope", "org", "--period", "d")
+    assert line_of(funnel, "lead")[1:] == ["1", "1"], funnel      # entered 1, open now 1
+    assert line_of(funnel, "won")[1] == "1" and line_of(funnel, "lost")[1] == "1", funnel
+    assert any(l.startswith("win rate 50.0%") for l in funnel), funnel
+    assert any(l.startswith("open now 1 deals   amount 1,000") for l in funnel), funnel
+    top = kpictl(path, "top", "--metric", "touches", "--period", "d")
+    assert line_of(top, "1")[1:4] == ["ivanov", "msk", "3"], top
+    assert line_of(top, "2")[1:4] == ["petrov", "msk", "1"], top
+    assert kpid.stop() == 0, kpid.log_tail()
