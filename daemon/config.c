@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config_impl.h"
 #include "json.h"
 #include "log.h"
 #include "period.h"
@@ -15,7 +16,6 @@
 #define CONFIG_MAX_FILE_BYTES (64u << 20)
 #define CONFIG_MAX_STAGES 64 /* a deal's reached stages fit one 64-bit mask */
 #define RETENTION_MAX_S 3153600000LL /* 100 years: keeps every ms conversion far from overflow */
-#define PATH_CAP 512
 
 /* Open-addressing hash of indexes into a config array; slot 0 = empty, else index + 1. */
 struct name_table {
@@ -29,28 +29,11 @@ struct config_index {
     const char **stage_names; /* borrowed from cfg->stages */
 };
 
-/* Validation state: the config being filled, the JSON path of the node being checked,
- * and every error found so far (one per line). */
-struct verror {
-    int line, col;
-    size_t seq; /* ties keep the order they were found in */
-    char *text; /* owned */
-};
-
-struct vctx {
-    config_t *cfg;
-    struct verror *errs;
-    size_t n_errs, errs_cap;
-    bool oom;
-    char path[PATH_CAP];
-    size_t plen;
-};
-
 /* ---- errors and paths ---------------------------------------------------------------- */
 
 /* JSON-style quoting, cut at 64 bytes, so a value with quotes or newlines cannot break the
  * one-error-per-line output. */
-static const char *quote(const char *s, size_t len, char *buf, size_t cap)
+const char *cfg_quote(const char *s, size_t len, char *buf, size_t cap)
 {
     size_t o = 0;
     buf[o++] = '"';
@@ -113,8 +96,7 @@ static int verror_cmp(const void *pa, const void *pb)
     return a->seq < b->seq ? -1 : (a->seq > b->seq);
 }
 
-__attribute__((format(printf, 4, 5)))
-static void err_at(struct vctx *v, int line, int col, const char *fmt, ...)
+void cfg_err_at(struct vctx *v, int line, int col, const char *fmt, ...)
 {
     char msg[768], full[1400];
     va_list ap;
@@ -128,11 +110,9 @@ static void err_at(struct vctx *v, int line, int col, const char *fmt, ...)
     errs_add(v, line, col, full);
 }
 
-#define ERR(v, node, ...) err_at((v), json_line(node), json_column(node), __VA_ARGS__)
-
 /* Keys made of [A-Za-z0-9_-] read as ".key"; anything else as ["key"], so a manager id
  * with a dot cannot be mistaken for nesting. Returns the length to restore. */
-static size_t path_key(struct vctx *v, const char *key, size_t klen)
+size_t cfg_path_key(struct vctx *v, const char *key, size_t klen)
 {
     size_t saved = v->plen;
     bool plain = klen > 0;
@@ -142,24 +122,24 @@ static size_t path_key(struct vctx *v, const char *key, size_t klen)
                 c == '_' || c == '-';
     }
     char q[128];
-    int n = plain ? snprintf(v->path + v->plen, PATH_CAP - v->plen, ".%.*s", (int)klen, key)
-                  : snprintf(v->path + v->plen, PATH_CAP - v->plen, "[%s]",
-                             quote(key, klen, q, sizeof q));
+    int n = plain ? snprintf(v->path + v->plen, CFG_PATH_CAP - v->plen, ".%.*s", (int)klen, key)
+                  : snprintf(v->path + v->plen, CFG_PATH_CAP - v->plen, "[%s]",
+                             cfg_quote(key, klen, q, sizeof q));
     if (n > 0)
-        v->plen = v->plen + (size_t)n < PATH_CAP ? v->plen + (size_t)n : PATH_CAP - 1;
+        v->plen = v->plen + (size_t)n < CFG_PATH_CAP ? v->plen + (size_t)n : CFG_PATH_CAP - 1;
     return saved;
 }
 
-static size_t path_index(struct vctx *v, size_t i)
+size_t cfg_path_index(struct vctx *v, size_t i)
 {
     size_t saved = v->plen;
-    int n = snprintf(v->path + v->plen, PATH_CAP - v->plen, "[%zu]", i);
+    int n = snprintf(v->path + v->plen, CFG_PATH_CAP - v->plen, "[%zu]", i);
     if (n > 0)
-        v->plen = v->plen + (size_t)n < PATH_CAP ? v->plen + (size_t)n : PATH_CAP - 1;
+        v->plen = v->plen + (size_t)n < CFG_PATH_CAP ? v->plen + (size_t)n : CFG_PATH_CAP - 1;
     return saved;
 }
 
-static void path_pop(struct vctx *v, size_t saved)
+void cfg_path_pop(struct vctx *v, size_t saved)
 {
     v->plen = saved;
     v->path[saved] = '\0';
@@ -167,7 +147,7 @@ static void path_pop(struct vctx *v, size_t saved)
 
 /* ---- typed node readers: the path already names the node ------------------------------ */
 
-static char *dup_or_oom(struct vctx *v, const char *s)
+char *cfg_dup(struct vctx *v, const char *s)
 {
     char *c = strdup(s);
     if (!c)
@@ -177,7 +157,7 @@ static char *dup_or_oom(struct vctx *v, const char *s)
 
 static void replace(struct vctx *v, char **slot, const char *s)
 {
-    char *c = s ? dup_or_oom(v, s) : NULL;
+    char *c = s ? cfg_dup(v, s) : NULL;
     if (s && !c)
         return;
     free(*slot);
@@ -185,7 +165,7 @@ static void replace(struct vctx *v, char **slot, const char *s)
 }
 
 /* A non-empty string without NUL bytes; NULL (error reported) otherwise. */
-static const char *node_str(struct vctx *v, const json_node_t *n, bool nullable)
+const char *cfg_node_str(struct vctx *v, const json_node_t *n, bool nullable)
 {
     size_t len;
     const char *s = json_string(n, &len);
@@ -200,8 +180,8 @@ static const char *node_str(struct vctx *v, const json_node_t *n, bool nullable)
     return s;
 }
 
-static int node_int(struct vctx *v, const json_node_t *n, int64_t min, int64_t max,
-                    int64_t *out)
+int cfg_node_int(struct vctx *v, const json_node_t *n, int64_t min, int64_t max,
+                 int64_t *out)
 {
     int64_t x = 0;
     int rc = json_number_int64(n, &x);
@@ -219,23 +199,23 @@ static int node_int(struct vctx *v, const json_node_t *n, int64_t min, int64_t m
 
 /* ---- member readers: 1 set, 0 absent, -1 error reported ------------------------------- */
 
-static const json_node_t *enter(struct vctx *v, const json_node_t *obj, const char *key,
-                                bool required, size_t *saved)
+const json_node_t *cfg_enter(struct vctx *v, const json_node_t *obj, const char *key,
+                             bool required, size_t *saved)
 {
-    *saved = path_key(v, key, strlen(key));
+    *saved = cfg_path_key(v, key, strlen(key));
     const json_node_t *n = json_object_get(obj, key);
     if (!n && required)
         ERR(v, obj, "is required");
     return n;
 }
 
-static int read_int(struct vctx *v, const json_node_t *obj, const char *key, int64_t min,
-                    int64_t max, int64_t *out)
+int cfg_read_int(struct vctx *v, const json_node_t *obj, const char *key, int64_t min,
+                 int64_t max, int64_t *out)
 {
     size_t saved;
-    const json_node_t *n = enter(v, obj, key, false, &saved);
-    int rc = n ? (node_int(v, n, min, max, out) == 0 ? 1 : -1) : 0;
-    path_pop(v, saved);
+    const json_node_t *n = cfg_enter(v, obj, key, false, &saved);
+    int rc = n ? (cfg_node_int(v, n, min, max, out) == 0 ? 1 : -1) : 0;
+    cfg_path_pop(v, saved);
     return rc;
 }
 
@@ -243,35 +223,35 @@ static void read_int_field(struct vctx *v, const json_node_t *obj, const char *k
                            int64_t max, int *out)
 {
     int64_t x;
-    if (read_int(v, obj, key, min, max, &x) == 1)
+    if (cfg_read_int(v, obj, key, min, max, &x) == 1)
         *out = (int)x; /* every range given here lies within int */
 }
 
 /* Replaces *out with the string (or NULL for an allowed null) when present and valid. */
-static int read_str(struct vctx *v, const json_node_t *obj, const char *key, bool required,
-                    bool nullable, char **out)
+int cfg_read_str(struct vctx *v, const json_node_t *obj, const char *key, bool required,
+                 bool nullable, char **out)
 {
     size_t saved;
-    const json_node_t *n = enter(v, obj, key, required, &saved);
+    const json_node_t *n = cfg_enter(v, obj, key, required, &saved);
     int rc = 0;
     if (n && nullable && json_kind(n) == JSON_NULL) {
         replace(v, out, NULL);
         rc = 1;
     } else if (n) {
-        const char *s = node_str(v, n, nullable);
+        const char *s = cfg_node_str(v, n, nullable);
         if (s)
             replace(v, out, s);
         rc = s ? 1 : -1;
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
     return rc;
 }
 
 /* An object member that must itself be an object; NULL when absent or reported. */
-static const json_node_t *read_obj(struct vctx *v, const json_node_t *obj, const char *key,
-                                   bool required, size_t *saved)
+const json_node_t *cfg_read_obj(struct vctx *v, const json_node_t *obj, const char *key,
+                                bool required, size_t *saved)
 {
-    const json_node_t *n = enter(v, obj, key, required, saved);
+    const json_node_t *n = cfg_enter(v, obj, key, required, saved);
     if (n && json_kind(n) != JSON_OBJECT) {
         ERR(v, n, "must be an object");
         return NULL;
@@ -281,7 +261,7 @@ static const json_node_t *read_obj(struct vctx *v, const json_node_t *obj, const
 
 /* Reports duplicate keys, and unknown ones when allowed is not NULL (then the message
  * lists the known keys, which makes the typo obvious). */
-static void check_keys(struct vctx *v, const json_node_t *obj, const char *const *allowed)
+void cfg_check_keys(struct vctx *v, const json_node_t *obj, const char *const *allowed)
 {
     char known[512] = "";
     size_t klen = 0;
@@ -300,20 +280,18 @@ static void check_keys(struct vctx *v, const json_node_t *obj, const char *const
             continue;
         int line, col;
         json_object_key_position(obj, i, &line, &col);
-        size_t saved = path_key(v, key, len);
+        size_t saved = cfg_path_key(v, key, len);
         if (json_object_key_is_dup(obj, i))
-            err_at(v, line, col, "duplicate key");
+            cfg_err_at(v, line, col, "duplicate key");
         else
-            err_at(v, line, col, "unknown key (known keys: %s)", known);
-        path_pop(v, saved);
+            cfg_err_at(v, line, col, "unknown key (known keys: %s)", known);
+        cfg_path_pop(v, saved);
     }
 }
 
-enum charset { CS_ID, CS_PREFIX, CS_STAGE };
-
 /* The contract's id rules, without a regex engine:
  * CS_ID ^[A-Za-z0-9._@-]{1,64}$, CS_PREFIX ^[A-Za-z0-9_.-]{1,32}$, CS_STAGE ^[a-z0-9_-]{1,32}$ */
-static bool charset_ok(enum charset cs, const char *s)
+bool cfg_charset_ok(enum charset cs, const char *s)
 {
     size_t max = cs == CS_ID ? 64 : 32, len = strlen(s);
     if (len == 0 || len > max)
@@ -329,7 +307,7 @@ static bool charset_ok(enum charset cs, const char *s)
     return true;
 }
 
-static const char *charset_rule(enum charset cs)
+const char *cfg_charset_rule(enum charset cs)
 {
     return cs == CS_ID ? "^[A-Za-z0-9._@-]{1,64}$"
                        : cs == CS_PREFIX ? "^[A-Za-z0-9_.-]{1,32}$" : "^[a-z0-9_-]{1,32}$";
@@ -353,7 +331,7 @@ static void read_str_array(struct vctx *v, const json_node_t *obj, const char *k
                            const char *(*fix)(char *s))
 {
     size_t saved;
-    const json_node_t *a = enter(v, obj, key, required, &saved);
+    const json_node_t *a = cfg_enter(v, obj, key, required, &saved);
     if (a && (json_kind(a) != JSON_ARRAY || (nonempty && json_array_len(a) == 0))) {
         ERR(v, a, "must be a%s array of strings", nonempty ? " non-empty" : "n");
         a = NULL;
@@ -364,10 +342,10 @@ static void read_str_array(struct vctx *v, const json_node_t *obj, const char *k
         v->oom = true;
     size_t k = 0;
     for (size_t i = 0; items && i < n; i++) {
-        size_t s2 = path_index(v, i);
+        size_t s2 = cfg_path_index(v, i);
         const json_node_t *e = json_array_at(a, i);
-        const char *s = node_str(v, e, false);
-        char *c = s ? dup_or_oom(v, s) : NULL;
+        const char *s = cfg_node_str(v, e, false);
+        char *c = s ? cfg_dup(v, s) : NULL;
         const char *why = c && fix ? fix(c) : NULL;
         if (why) {
             ERR(v, e, "%s", why);
@@ -375,7 +353,7 @@ static void read_str_array(struct vctx *v, const json_node_t *obj, const char *k
         } else if (c) {
             items[k++] = c;
         }
-        path_pop(v, s2);
+        cfg_path_pop(v, s2);
     }
     if (a) {
         for (size_t i = 0; i < *n_out; i++)
@@ -386,7 +364,7 @@ static void read_str_array(struct vctx *v, const json_node_t *obj, const char *k
     } else {
         free(items);
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 }
 
 static void read_kafka(struct vctx *v, const json_node_t *root)
@@ -395,18 +373,18 @@ static void read_kafka(struct vctx *v, const json_node_t *root)
                                        "alerts_topic", "properties", NULL};
     config_t *c = v->cfg;
     size_t saved;
-    const json_node_t *k = read_obj(v, root, "kafka", true, &saved);
+    const json_node_t *k = cfg_read_obj(v, root, "kafka", true, &saved);
     if (k) {
-        check_keys(v, k, keys);
-        read_str(v, k, "brokers", true, false, &c->kafka_brokers);
+        cfg_check_keys(v, k, keys);
+        cfg_read_str(v, k, "brokers", true, false, &c->kafka_brokers);
         read_str_array(v, k, "topics", true, true, &c->kafka_topics, &c->n_kafka_topics, NULL);
-        read_str(v, k, "group", false, false, &c->kafka_group);
-        read_str(v, k, "dlq_topic", false, false, &c->kafka_dlq_topic);
-        read_str(v, k, "alerts_topic", false, false, &c->kafka_alerts_topic);
+        cfg_read_str(v, k, "group", false, false, &c->kafka_group);
+        cfg_read_str(v, k, "dlq_topic", false, false, &c->kafka_dlq_topic);
+        cfg_read_str(v, k, "alerts_topic", false, false, &c->kafka_alerts_topic);
 
         size_t s2;
-        const json_node_t *p = read_obj(v, k, "properties", false, &s2);
-        check_keys(v, p, NULL);
+        const json_node_t *p = cfg_read_obj(v, k, "properties", false, &s2);
+        cfg_check_keys(v, p, NULL);
         size_t n = json_object_len(p);
         c->kafka_properties = n ? calloc(n, sizeof *c->kafka_properties) : NULL;
         if (n && !c->kafka_properties)
@@ -417,7 +395,7 @@ static void read_kafka(struct vctx *v, const json_node_t *root)
             const json_node_t *val = json_object_value_at(p, i);
             if (json_object_key_is_dup(p, i))
                 continue;
-            size_t s3 = path_key(v, key, klen);
+            size_t s3 = cfg_path_key(v, key, klen);
             const char *text = json_kind(val) == JSON_STRING ? json_string(val, NULL)
                                : json_kind(val) == JSON_NUMBER ? json_number_literal(val)
                                : json_kind(val) == JSON_BOOL ? (json_bool(val) ? "true" : "false")
@@ -426,15 +404,15 @@ static void read_kafka(struct vctx *v, const json_node_t *root)
                 ERR(v, val, "must be a string, number or boolean");
             } else {
                 struct config_kv *kv = &c->kafka_properties[c->n_kafka_properties];
-                kv->key = dup_or_oom(v, key);
-                kv->value = dup_or_oom(v, text);
+                kv->key = cfg_dup(v, key);
+                kv->value = cfg_dup(v, text);
                 c->n_kafka_properties++; /* counted even when half-filled: config_free frees */
             }
-            path_pop(v, s3);
+            cfg_path_pop(v, s3);
         }
-        path_pop(v, s2);
+        cfg_path_pop(v, s2);
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 }
 
 static void read_redis(struct vctx *v, const json_node_t *root)
@@ -443,43 +421,43 @@ static void read_redis(struct vctx *v, const json_node_t *root)
                                        "timeout_ms", NULL};
     config_t *c = v->cfg;
     size_t saved;
-    const json_node_t *r = read_obj(v, root, "redis", false, &saved);
+    const json_node_t *r = cfg_read_obj(v, root, "redis", false, &saved);
     if (r) {
-        check_keys(v, r, keys);
-        read_str(v, r, "host", false, false, &c->redis_host);
+        cfg_check_keys(v, r, keys);
+        cfg_read_str(v, r, "host", false, false, &c->redis_host);
         read_int_field(v, r, "port", 1, 65535, &c->redis_port);
         read_int_field(v, r, "db", 0, INT_MAX, &c->redis_db);
-        read_str(v, r, "user", false, true, &c->redis_user);
-        read_str(v, r, "password", false, true, &c->redis_password);
-        if (read_str(v, r, "prefix", false, false, &c->redis_prefix) == 1 &&
-            !charset_ok(CS_PREFIX, c->redis_prefix)) {
-            size_t s2 = path_key(v, "prefix", 6);
-            ERR(v, json_object_get(r, "prefix"), "must match %s", charset_rule(CS_PREFIX));
-            path_pop(v, s2);
+        cfg_read_str(v, r, "user", false, true, &c->redis_user);
+        cfg_read_str(v, r, "password", false, true, &c->redis_password);
+        if (cfg_read_str(v, r, "prefix", false, false, &c->redis_prefix) == 1 &&
+            !cfg_charset_ok(CS_PREFIX, c->redis_prefix)) {
+            size_t s2 = cfg_path_key(v, "prefix", 6);
+            ERR(v, json_object_get(r, "prefix"), "must match %s", cfg_charset_rule(CS_PREFIX));
+            cfg_path_pop(v, s2);
         }
         read_int_field(v, r, "timeout_ms", 100, 600000, &c->redis_timeout_ms);
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 }
 
 /* An optional string-or-null member that must match the charset's rule. */
 static void read_checked(struct vctx *v, const json_node_t *obj, const char *key, char **out,
                          enum charset cs)
 {
-    if (read_str(v, obj, key, false, true, out) == 1 && *out && !charset_ok(cs, *out)) {
-        size_t s = path_key(v, key, strlen(key));
-        ERR(v, json_object_get(obj, key), "must match %s", charset_rule(cs));
-        path_pop(v, s);
+    if (cfg_read_str(v, obj, key, false, true, out) == 1 && *out && !cfg_charset_ok(cs, *out)) {
+        size_t s = cfg_path_key(v, key, strlen(key));
+        ERR(v, json_object_get(obj, key), "must match %s", cfg_charset_rule(cs));
+        cfg_path_pop(v, s);
     }
 }
 
 static void read_zone(struct vctx *v, const json_node_t *obj, const char *key, bool nullable,
                       char **out)
 {
-    if (read_str(v, obj, key, false, nullable, out) == 1 && *out) {
-        size_t s = path_key(v, key, strlen(key));
+    if (cfg_read_str(v, obj, key, false, nullable, out) == 1 && *out) {
+        size_t s = cfg_path_key(v, key, strlen(key));
         check_zone(v, json_object_get(obj, key), *out);
-        path_pop(v, s);
+        cfg_path_pop(v, s);
     }
 }
 
@@ -490,10 +468,10 @@ static const char *manager_id_at(const config_t *c, size_t i) { return c->manage
 
 /* Iterates a name -> object map, reporting duplicate keys and non-object values; calls
  * each() for the rest with the path at the entry and the key's position. */
-static void read_map(struct vctx *v, const json_node_t *m, const char *const *body_keys,
-                     void (*each)(struct vctx *, const char *, const json_node_t *, int, int))
+void cfg_read_map(struct vctx *v, const json_node_t *m, const char *const *body_keys,
+                  void (*each)(struct vctx *, const char *, const json_node_t *, int, int))
 {
-    check_keys(v, m, NULL);
+    cfg_check_keys(v, m, NULL);
     for (size_t i = 0; i < json_object_len(m); i++) {
         if (json_object_key_is_dup(m, i))
             continue;
@@ -502,16 +480,16 @@ static void read_map(struct vctx *v, const json_node_t *m, const char *const *bo
         const json_node_t *body = json_object_value_at(m, i);
         int line, col;
         json_object_key_position(m, i, &line, &col);
-        size_t saved = path_key(v, name, klen);
+        size_t saved = cfg_path_key(v, name, klen);
         if (strlen(name) != klen) {
-            err_at(v, line, col, "must not contain NUL characters");
+            cfg_err_at(v, line, col, "must not contain NUL characters");
         } else if (json_kind(body) != JSON_OBJECT) {
             ERR(v, body, "must be an object");
         } else {
-            check_keys(v, body, body_keys);
+            cfg_check_keys(v, body, body_keys);
             each(v, name, body, line, col);
         }
-        path_pop(v, saved);
+        cfg_path_pop(v, saved);
     }
 }
 
@@ -520,19 +498,20 @@ static void team_entry(struct vctx *v, const char *name, const json_node_t *body
 {
     config_t *c = v->cfg;
     struct config_team *t = &c->teams[c->n_teams];
-    if (!charset_ok(CS_ID, name)) {
-        err_at(v, line, col, "team name must match %s", charset_rule(CS_ID));
+    if (!cfg_charset_ok(CS_ID, name)) {
+        cfg_err_at(v, line, col, "team name must match %s", cfg_charset_rule(CS_ID));
         return;
     }
     if (strcmp(name, CONFIG_UNASSIGNED_TEAM) == 0) {
-        err_at(v, line, col, "team name \"" CONFIG_UNASSIGNED_TEAM "\" is reserved for "
+        cfg_err_at(v, line, col, "team name \"" CONFIG_UNASSIGNED_TEAM "\" is reserved for "
                "managers without a team");
         return;
     }
-    t->name = dup_or_oom(v, name);
+    t->name = cfg_dup(v, name);
     c->n_teams++; /* before the fields, so config_free sees what they allocate */
     read_zone(v, body, "time_zone", true, &t->time_zone);
     read_checked(v, body, "lead", &t->lead, CS_ID);
+    cfg_read_team_calendar(v, body, t);
 }
 
 static void manager_entry(struct vctx *v, const char *id, const json_node_t *body, int line,
@@ -540,51 +519,51 @@ static void manager_entry(struct vctx *v, const char *id, const json_node_t *bod
 {
     config_t *c = v->cfg;
     struct config_manager *m = &c->managers[c->n_managers];
-    if (!charset_ok(CS_ID, id)) {
-        err_at(v, line, col, "manager id must match %s", charset_rule(CS_ID));
+    if (!cfg_charset_ok(CS_ID, id)) {
+        cfg_err_at(v, line, col, "manager id must match %s", cfg_charset_rule(CS_ID));
         return;
     }
-    m->id = dup_or_oom(v, id);
-    m->team = dup_or_oom(v, CONFIG_UNASSIGNED_TEAM);
-    m->role = dup_or_oom(v, CONFIG_DEFAULT_ROLE);
+    m->id = cfg_dup(v, id);
+    m->team = cfg_dup(v, CONFIG_UNASSIGNED_TEAM);
+    m->role = cfg_dup(v, CONFIG_DEFAULT_ROLE);
     c->n_managers++;
-    if (read_str(v, body, "team", false, false, &m->team) == 1 && m->team &&
+    if (cfg_read_str(v, body, "team", false, false, &m->team) == 1 && m->team &&
         strcmp(m->team, CONFIG_UNASSIGNED_TEAM) != 0 && !config_team_find(c, m->team)) {
         char q[160];
-        size_t s = path_key(v, "team", 4);
+        size_t s = cfg_path_key(v, "team", 4);
         ERR(v, json_object_get(body, "team"), "unknown team %s",
-            quote(m->team, strlen(m->team), q, sizeof q));
-        path_pop(v, s);
+            cfg_quote(m->team, strlen(m->team), q, sizeof q));
+        cfg_path_pop(v, s);
     }
-    read_str(v, body, "role", false, false, &m->role);
+    cfg_read_str(v, body, "role", false, false, &m->role);
 }
 
 static void read_teams_and_managers(struct vctx *v, const json_node_t *root)
 {
-    static const char *const team_keys[] = {"time_zone", "lead", NULL};
+    static const char *const team_keys[] = {"time_zone", "lead", "calendar", NULL};
     static const char *const manager_keys[] = {"team", "role", NULL};
     config_t *c = v->cfg;
     size_t saved;
-    const json_node_t *t = read_obj(v, root, "teams", false, &saved);
+    const json_node_t *t = cfg_read_obj(v, root, "teams", false, &saved);
     size_t n = json_object_len(t);
     c->teams = n ? calloc(n, sizeof *c->teams) : NULL;
     if (n && !c->teams)
         v->oom = true;
     else if (t)
-        read_map(v, t, team_keys, team_entry);
-    path_pop(v, saved);
+        cfg_read_map(v, t, team_keys, team_entry);
+    cfg_path_pop(v, saved);
     /* Managers name their team: the team index must exist before they are read. */
     if (table_build(&c->index->teams, c->n_teams, team_name_at, c) != 0)
         v->oom = true;
 
-    const json_node_t *m = read_obj(v, root, "managers", false, &saved);
+    const json_node_t *m = cfg_read_obj(v, root, "managers", false, &saved);
     n = json_object_len(m);
     c->managers = n ? calloc(n, sizeof *c->managers) : NULL;
     if (n && !c->managers)
         v->oom = true;
     else if (m)
-        read_map(v, m, manager_keys, manager_entry);
-    path_pop(v, saved);
+        cfg_read_map(v, m, manager_keys, manager_entry);
+    cfg_path_pop(v, saved);
 }
 
 static const char *fix_domain(char *s)
@@ -611,15 +590,15 @@ static void read_internal(struct vctx *v, const json_node_t *root)
     static const char *const keys[] = {"domains", "phone_prefixes", NULL};
     config_t *c = v->cfg;
     size_t saved;
-    const json_node_t *in = read_obj(v, root, "internal", false, &saved);
+    const json_node_t *in = cfg_read_obj(v, root, "internal", false, &saved);
     if (in) {
-        check_keys(v, in, keys);
+        cfg_check_keys(v, in, keys);
         read_str_array(v, in, "domains", false, false, &c->internal_domains,
                        &c->n_internal_domains, fix_domain);
         read_str_array(v, in, "phone_prefixes", false, false, &c->internal_phone_prefixes,
                        &c->n_internal_phone_prefixes, check_prefix);
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 }
 
 static int stage_find(const config_t *c, const char *name)
@@ -638,35 +617,35 @@ static void stage_entry(struct vctx *v, const json_node_t *e, const json_node_t 
         ERR(v, e, "must be an object");
         return;
     }
-    check_keys(v, e, keys);
+    cfg_check_keys(v, e, keys);
     struct config_stage st = {0};
     size_t s;
-    const json_node_t *n = enter(v, e, "name", true, &s);
-    const char *name = n ? node_str(v, n, false) : NULL;
+    const json_node_t *n = cfg_enter(v, e, "name", true, &s);
+    const char *name = n ? cfg_node_str(v, n, false) : NULL;
     char q[160];
-    if (name && !charset_ok(CS_STAGE, name)) {
-        ERR(v, n, "must match %s", charset_rule(CS_STAGE));
+    if (name && !cfg_charset_ok(CS_STAGE, name)) {
+        ERR(v, n, "must match %s", cfg_charset_rule(CS_STAGE));
         name = NULL;
     } else if (name && stage_find(c, name) >= 0) {
-        ERR(v, n, "duplicate stage %s", quote(name, strlen(name), q, sizeof q));
+        ERR(v, n, "duplicate stage %s", cfg_quote(name, strlen(name), q, sizeof q));
         name = NULL;
     }
-    path_pop(v, s);
+    cfg_path_pop(v, s);
 
-    n = enter(v, e, "p", true, &s);
+    n = cfg_enter(v, e, "p", true, &s);
     if (n && (json_number_double(n, &st.p) != 0 || !(st.p >= 0 && st.p <= 1)))
         ERR(v, n, "must be a number between 0 and 1");
-    path_pop(v, s);
+    cfg_path_pop(v, s);
 
-    n = enter(v, e, "terminal", false, &s);
+    n = cfg_enter(v, e, "terminal", false, &s);
     if (n && json_kind(n) != JSON_BOOL)
         ERR(v, n, "must be a boolean");
     st.terminal = json_bool(n);
-    path_pop(v, s);
+    cfg_path_pop(v, s);
 
     /* Kept despite field errors, so one bad "p" does not also claim "won" is missing. */
     if (name) {
-        st.name = dup_or_oom(v, name);
+        st.name = cfg_dup(v, name);
         where[c->n_stages] = e;
         c->stages[c->n_stages++] = st;
     }
@@ -676,7 +655,7 @@ static void read_stages(struct vctx *v, const json_node_t *root)
 {
     config_t *c = v->cfg;
     size_t saved;
-    const json_node_t *a = enter(v, root, "stages", false, &saved);
+    const json_node_t *a = cfg_enter(v, root, "stages", false, &saved);
     size_t n = json_array_len(a);
     if (a && (json_kind(a) != JSON_ARRAY || n == 0 || n > CONFIG_MAX_STAGES)) {
         ERR(v, a, "must be an array of 1 to %d stages", CONFIG_MAX_STAGES);
@@ -690,9 +669,9 @@ static void read_stages(struct vctx *v, const json_node_t *root)
         if (!c->stages)
             v->oom = true;
         for (size_t i = 0; c->stages && i < n; i++) {
-            size_t s = path_index(v, i);
+            size_t s = cfg_path_index(v, i);
             stage_entry(v, json_array_at(a, i), where);
-            path_pop(v, s);
+            cfg_path_pop(v, s);
         }
         /* A stage lost to a bad name could be the missing one: judge the list only
          * when every stage made it in. */
@@ -709,15 +688,15 @@ static void read_stages(struct vctx *v, const json_node_t *root)
                 ERR(v, a, "a terminal stage named \"%s\" is required (deals_%s counts entries "
                     "into it)", required[r], required[r]);
             } else if (i >= 0 && !c->stages[i].terminal) {
-                size_t s = path_index(v, (size_t)i);
-                path_key(v, "terminal", 8);
+                size_t s = cfg_path_index(v, (size_t)i);
+                cfg_path_key(v, "terminal", 8);
                 const json_node_t *t = json_object_get(where[i], "terminal");
                 ERR(v, t ? t : where[i], "stage \"%s\" must be terminal", required[r]);
-                path_pop(v, s);
+                cfg_path_pop(v, s);
             }
         }
     }
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 }
 
 static void read_scalars(struct vctx *v, const json_node_t *root)
@@ -730,31 +709,31 @@ static void read_scalars(struct vctx *v, const json_node_t *root)
 
     read_zone(v, root, "time_zone", false, &c->time_zone);
     read_int_field(v, root, "touch_min_call_s", 0, 86400, &c->touch_min_call_s);
-    read_int(v, root, "dedup_window_s", 60, 31536000, &c->dedup_window_s);
-    read_int(v, root, "future_skew_s", 0, 31536000, &c->future_skew_s);
+    cfg_read_int(v, root, "dedup_window_s", 60, 31536000, &c->dedup_window_s);
+    cfg_read_int(v, root, "future_skew_s", 0, 31536000, &c->future_skew_s);
 
-    const json_node_t *b = read_obj(v, root, "batch", false, &saved);
-    check_keys(v, b, batch_keys);
+    const json_node_t *b = cfg_read_obj(v, root, "batch", false, &saved);
+    cfg_check_keys(v, b, batch_keys);
     read_int_field(v, b, "max_events", 1, 1000000, &c->batch_max_events);
     read_int_field(v, b, "max_ms", 1, 60000, &c->batch_max_ms);
-    path_pop(v, saved);
+    cfg_path_pop(v, saved);
 
-    if (read_int(v, root, "max_message_bytes", 1024, 67108864, &x) == 1)
+    if (cfg_read_int(v, root, "max_message_bytes", 1024, 67108864, &x) == 1)
         c->max_message_bytes = (size_t)x;
 
-    const json_node_t *r = read_obj(v, root, "retention", false, &saved);
-    check_keys(v, r, retention_keys);
-    read_int(v, r, "day_s", 86400, RETENTION_MAX_S, &c->retention_day_s);
-    read_int(v, r, "week_s", 86400, RETENTION_MAX_S, &c->retention_week_s);
-    path_pop(v, saved);
+    const json_node_t *r = cfg_read_obj(v, root, "retention", false, &saved);
+    cfg_check_keys(v, r, retention_keys);
+    cfg_read_int(v, r, "day_s", 86400, RETENTION_MAX_S, &c->retention_day_s);
+    cfg_read_int(v, r, "week_s", 86400, RETENTION_MAX_S, &c->retention_week_s);
+    cfg_path_pop(v, saved);
 
     enum log_level level;
-    if (read_str(v, root, "log_level", false, false, &c->log_level) == 1 &&
+    if (cfg_read_str(v, root, "log_level", false, false, &c->log_level) == 1 &&
         log_level_parse(c->log_level, &level) != 0) {
-        saved = path_key(v, "log_level", 9);
+        saved = cfg_path_key(v, "log_level", 9);
         ERR(v, json_object_get(root, "log_level"),
             "must be one of \"error\", \"warn\", \"info\", \"debug\"");
-        path_pop(v, saved);
+        cfg_path_pop(v, saved);
     }
 }
 
@@ -767,14 +746,14 @@ static void set_defaults(struct vctx *v)
         {"proposal", 0.4, false}, {"negotiation", 0.6, false}, {"won", 1, true},
         {"lost", 0, true}};
     config_t *c = v->cfg;
-    c->kafka_group = dup_or_oom(v, "kpid");
-    c->kafka_dlq_topic = dup_or_oom(v, "kpi.events.dlq");
-    c->kafka_alerts_topic = dup_or_oom(v, "kpi.alerts");
-    c->redis_host = dup_or_oom(v, "127.0.0.1");
+    c->kafka_group = cfg_dup(v, "kpid");
+    c->kafka_dlq_topic = cfg_dup(v, "kpi.events.dlq");
+    c->kafka_alerts_topic = cfg_dup(v, "kpi.alerts");
+    c->redis_host = cfg_dup(v, "127.0.0.1");
     c->redis_port = 6379;
-    c->redis_prefix = dup_or_oom(v, "kpi");
+    c->redis_prefix = cfg_dup(v, "kpi");
     c->redis_timeout_ms = 5000;
-    c->time_zone = dup_or_oom(v, "UTC");
+    c->time_zone = cfg_dup(v, "UTC");
     c->touch_min_call_s = 10;
     c->dedup_window_s = 604800;
     c->future_skew_s = 86400;
@@ -783,7 +762,8 @@ static void set_defaults(struct vctx *v)
     c->max_message_bytes = 1048576;
     c->retention_day_s = 120 * 86400;
     c->retention_week_s = 730 * 86400;
-    c->log_level = dup_or_oom(v, "info");
+    c->log_level = cfg_dup(v, "info");
+    cfg_goals_defaults(c);
     size_t n = sizeof stages / sizeof stages[0];
     c->stages = calloc(n, sizeof *c->stages);
     if (!c->stages) {
@@ -791,7 +771,7 @@ static void set_defaults(struct vctx *v)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        c->stages[i] = (struct config_stage){dup_or_oom(v, stages[i].name), stages[i].p,
+        c->stages[i] = (struct config_stage){cfg_dup(v, stages[i].name), stages[i].p,
                                              stages[i].terminal};
         c->n_stages++;
     }
@@ -894,6 +874,7 @@ void config_free(config_t *c)
         free(c->teams[i].name);
         free(c->teams[i].time_zone);
         free(c->teams[i].lead);
+        cfg_calendar_free(&c->teams[i].calendar);
     }
     free(c->teams);
     for (size_t i = 0; i < c->n_managers; i++) {
@@ -908,6 +889,7 @@ void config_free(config_t *c)
         free(c->stages[i].name);
     free(c->stages);
     free(c->log_level);
+    cfg_goals_free(c);
     if (c->index) {
         free(c->index->teams.slots);
         free(c->index->managers.slots);
@@ -962,7 +944,7 @@ int config_load_string(const char *text, size_t len, config_t **out, char *err, 
     static const char *const root_keys[] = {
         "kafka", "redis", "time_zone", "teams", "managers", "internal", "touch_min_call_s",
         "dedup_window_s", "future_skew_s", "stages", "batch", "max_message_bytes",
-        "retention", "log_level", NULL};
+        "retention", "log_level", "calendar", "targets", "plans", "kpi_score", "alerts", NULL};
     struct vctx v = {.path = "$", .plen = 1};
     v.cfg = calloc(1, sizeof *v.cfg);
     if (v.cfg)
@@ -973,13 +955,17 @@ int config_load_string(const char *text, size_t len, config_t **out, char *err, 
         ERR(&v, root, "must be an object");
     } else {
         set_defaults(&v);
-        check_keys(&v, root, root_keys);
+        cfg_check_keys(&v, root, root_keys);
         read_kafka(&v, root);
         read_redis(&v, root);
+        cfg_read_calendar(&v, root);
         read_teams_and_managers(&v, root);
         read_internal(&v, root);
+        size_t before = v.n_errs;
         read_stages(&v, root);
+        v.stages_bad = v.n_errs > before;
         read_scalars(&v, root);
+        cfg_read_goals(&v, root);
     }
     json_free(root);
     config_t *c = v.cfg;

@@ -11,13 +11,80 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "period.h"
+
 #define CONFIG_UNASSIGNED_TEAM "unassigned"
 #define CONFIG_DEFAULT_ROLE "default"
+
+/* Working time (section 7 "calendar"): the global one, or a team's override. */
+struct config_calendar {
+    unsigned work_days;     /* bit w set: weekday w works (1 = Monday .. 7 = Sunday) */
+    int start_min, end_min; /* work_hours in local minutes, 0 <= start < end <= 1440 */
+    int64_t *holidays;      /* local dates as days since 1970-01-01, ascending, unique */
+    size_t n_holidays;
+};
 
 struct config_team {
     char *name;
     char *time_zone;   /* NULL: the global time_zone */
     char *lead;        /* NULL when not set */
+    bool has_calendar; /* teams.<t>.calendar given: calendar replaces the global one */
+    struct config_calendar calendar;
+};
+
+/* One target: metric (a counter field name: "touches", "stage:proposal",
+ * "revenue_won_cents") for one period kind. */
+struct config_target {
+    char *metric;
+    enum period_kind period;
+    int64_t value;     /* >= 0 */
+};
+
+/* targets.roles.<name>, targets.teams.<name>, targets.managers.<name> */
+struct config_target_set {
+    char *name;
+    struct config_target *targets;
+    size_t n_targets;
+};
+
+struct config_plan_step {
+    char *metric;
+    double factor;     /* need (by_per false) or per (by_per true); unused when observed */
+    bool by_per;
+    bool observed;     /* per: "observed" */
+};
+
+struct config_plan {
+    char *metric;      /* the lagging metric planned ("deals_won") */
+    enum period_kind period;
+    double target;     /* per manager, >= 0 */
+    char *role, *team, *manager; /* NULL: any; a plan applies where all given ones match */
+    struct config_plan_step *chain;
+    size_t n_chain;
+};
+
+struct config_score_weight {
+    char *metric;
+    double weight;
+};
+
+struct config_score_band {
+    double threshold;  /* percent */
+    bool above;        /* "above" (strictly greater) rather than "from" (at least) */
+    double coef;
+};
+
+enum config_rule_kind { RULE_THRESHOLD, RULE_INACTIVITY };
+
+struct config_rule {
+    char *name;                 /* unique */
+    enum config_rule_kind kind;
+    char *metric;               /* inactivity: an activity counter ("touches", "calls") */
+    enum period_kind period;    /* threshold rules */
+    int warn_pct, critical_pct; /* threshold: default 80 and 50, critical <= warn */
+    double min_elapsed_pct;     /* threshold: default 10 */
+    int64_t escalate_after_s;   /* 0: never escalated */
+    int64_t idle_s;             /* inactivity: working seconds without activity, > 0 */
 };
 
 struct config_manager {
@@ -83,6 +150,30 @@ typedef struct config {
     int64_t retention_week_s;            /* week keys, default 2 years (730 d) */
     char *log_level;                     /* "error", "warn", "info" (default), "debug" */
 
+    /* section 7: targets, pacing, score, alerts */
+    struct config_calendar calendar;     /* default: mon-fri 09:00-18:00, no holidays */
+    struct config_target *targets_default;
+    size_t n_targets_default;
+    struct config_target_set *targets_roles, *targets_teams, *targets_managers;
+    size_t n_targets_roles, n_targets_teams, n_targets_managers;
+    struct config_plan *plans;
+    size_t n_plans;
+    bool has_score;                      /* kpi_score given */
+    enum period_kind score_period;
+    double score_budget;
+    struct config_score_weight *score_weights;
+    size_t n_score_weights;
+    struct config_score_band *score_bands; /* as given (any order) */
+    size_t n_score_bands;
+    bool alerts_event_clock;             /* "clock": "event" (default "wall") */
+    int64_t alerts_eval_interval_s;      /* default 60 */
+    int64_t alerts_repeat_s;             /* default 14400; 0: never repeated */
+    int64_t alerts_stream_maxlen;        /* kpi:alerts MAXLEN ~, default 100000 */
+    struct config_rule *rules;
+    size_t n_rules;
+    char *webhook_url;                   /* NULL: no webhook */
+    int webhook_timeout_ms;              /* default 2000 */
+
     struct config_index *index;
 } config_t;
 
@@ -97,6 +188,15 @@ void config_free(config_t *cfg);
 const struct config_manager *config_manager_find(const config_t *cfg, const char *id);
 /* NULL when no such team is configured. */
 const struct config_team *config_team_find(const config_t *cfg, const char *name);
+
+/* The calendar of a team (its own, or the global one); the global one for NULL or an
+ * unknown team. */
+const struct config_calendar *config_calendar_of(const config_t *cfg, const char *team);
+
+/* True when the metric names a counter field of contract section 2: an activity counter
+ * ("touches"), "deals_won", "deals_lost", "revenue_won_cents", "cycle_seconds_won", or
+ * "stage:<name>" of a configured stage. Targets, plans, score weights and rules use these. */
+bool config_metric_known(const config_t *cfg, const char *metric);
 
 /* Index of the stage in cfg->stages, or -1. */
 int config_stage_find(const config_t *cfg, const char *name);

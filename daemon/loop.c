@@ -10,12 +10,16 @@
 #include "batch.h"
 #include "dealset.h"
 #include "deals.h"
+#include "dedup.h"
+#include "evaluate.h"
 #include "event.h"
 #include "log.h"
+#include "notify.h"
 #include "period.h"
 #include "sink.h"
 #include "source.h"
 #include "tally.h"
+#include "targets.h"
 
 #define MAX_COMMIT_ATTEMPTS 50
 #define MAX_BATCH_BYTES (64u << 20)
@@ -24,6 +28,9 @@
 #define BACKOFF_MAX_MS 30000
 #define STATS_EVERY_MS 60000
 #define PIPELINE_STEP_MS 10
+#define TOUCHED_EVAL_EVERY_MS 1000 /* managers a flush moved are evaluated this often */
+#define EVAL_RETRY_MS 5000
+#define NOTIFY_DRAIN_MS 2000
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -42,6 +49,7 @@ struct runtime {
     event_rules_t rules;
     deals_rules_t *deal_rules;
     bool *team_org_zone; /* parallel to cfg->teams: the team's zone is the organisation's */
+    targets_t *targets;
 };
 
 struct stats {
@@ -76,6 +84,19 @@ struct loop {
     int64_t rolling_retry_ms;  /* after a failure to move them */
     struct stats total, at_last_stats;
     bool claims_pending;
+
+    /* Alerts: evaluated for the managers flushes moved (at most every second) and for
+     * everyone every eval_interval_s (of wall time, or of event time with the event clock). */
+    evaluator_t *evaluator;
+    notify_t *notify;
+    char **touched;      /* manager ids (owned) flushed since the last pass */
+    size_t n_touched, touched_cap;
+    dedup_t *touched_set; /* borrows the strings of touched */
+    int64_t last_touched_eval_ms, next_full_eval_ms, eval_retry_ms;
+    int64_t event_now_ms;     /* latest event time this process flushed */
+    int64_t last_full_event_ms; /* event time of the last full pass (event clock) */
+    struct notify_stats notify_at_last_stats;
+    bool eval_failing;
 };
 
 static int64_t mono_us(void)
@@ -103,6 +124,7 @@ static void runtime_release(struct runtime *rt)
     free(rt->stage_names);
     free(rt->team_org_zone);
     deals_rules_free(rt->deal_rules);
+    targets_free(rt->targets);
     config_free(rt->cfg);
     memset(rt, 0, sizeof *rt);
 }
@@ -130,7 +152,8 @@ static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t er
     }
     for (size_t i = 0; i < cfg->n_stages; i++)
         rt->stage_names[i] = cfg->stages[i].name;
-    if (!(rt->deal_rules = deals_rules_new(cfg->stages, cfg->n_stages, err, errlen)))
+    if (!(rt->deal_rules = deals_rules_new(cfg->stages, cfg->n_stages, err, errlen)) ||
+        !(rt->targets = targets_new(cfg, err, errlen)))
         goto fail;
     rt->rules = (event_rules_t){
         .stages = rt->stage_names,
@@ -168,21 +191,17 @@ static const char *loop_team_of(loop_t *l, const char *manager)
     return m ? m->team : CONFIG_UNASSIGNED_TEAM;
 }
 
-/* Adds (sign 1) or takes back (sign -1) what one event counts without its deal's state:
- * activity counters; for a deal event only the hashes it may change, so that their current
- * figures are read with the batch (what it counts is known once the deal state is read). */
-static int loop_count_event(loop_t *l, tally_t *tally, const event_t *ev, int sign)
+/* Adds what one event counts without its deal's state: activity counters; for a deal event
+ * only the hashes it may change, so that their current figures are read with the batch
+ * (what it counts is known once the deal state is read). */
+static int loop_count_event(loop_t *l, tally_t *tally, const event_t *ev)
 {
     int64_t deltas[TALLY_VALUES] = {0};
     agg_event_deltas(ev, l->rt.cfg->touch_min_call_s, deltas);
     bool any = false;
-    for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++) {
-        deltas[c] *= sign;
+    for (int c = 0; c < COUNTER_ACTIVITY_COUNT; c++)
         any |= deltas[c] != 0;
-    }
     if (ev->type == EVENT_DEAL_STAGE) {
-        if (sign < 0)
-            return 0; /* the mark may stay: reading a hash too many costs nothing wrong */
         deltas[TALLY_DEAL_MARK] = 1;
         any = true;
     }
@@ -194,9 +213,9 @@ static int loop_count_event(loop_t *l, tally_t *tally, const event_t *ev, int si
 }
 
 /* Each batch object has its aggregate. Events are counted as they are consumed, so a
- * flush only takes back the few duplicates instead of aggregating the whole batch while
- * Redis waits; anything that removes records (fencing, revocation) makes it stale and it
- * is recomputed. */
+ * flush without duplicates does not aggregate the whole batch while Redis waits; duplicates
+ * and anything that removes records (fencing, revocation) make it stale and it is
+ * recomputed. */
 static struct batch_agg *agg_slot(loop_t *l, const batch_t *b)
 {
     for (int i = 0; i < 3; i++)
@@ -222,7 +241,7 @@ static tally_t *loop_aggregate(loop_t *l, batch_t *b, bool with_duplicates)
     for (size_t i = 0; i < batch_event_count(b); i++) {
         batch_event_t *rec = batch_event_at(b, i);
         if ((with_duplicates || !rec->duplicate) &&
-            loop_count_event(l, s->tally, &rec->event, 1) != 0)
+            loop_count_event(l, s->tally, &rec->event) != 0)
             return NULL;
     }
     s->stale = with_duplicates;
@@ -235,12 +254,13 @@ static tally_t *loop_aggregate_checked(loop_t *l, batch_t *b)
     struct batch_agg *s = agg_slot(l, b);
     if (s->stale)
         return loop_aggregate(l, b, false);
-    for (size_t i = 0; i < batch_event_count(b); i++) {
-        batch_event_t *rec = batch_event_at(b, i);
-        if (rec->duplicate && loop_count_event(l, s->tally, &rec->event, -1) != 0)
+    /* Duplicates were counted on arrival. Counters could be taken back one by one, but the
+     * latest activity times cannot (a copy may carry another time): count again without
+     * them. Duplicates are rare, so this is rarely paid. */
+    for (size_t i = 0; i < batch_event_count(b); i++)
+        if (batch_event_at(b, i)->duplicate)
             return loop_aggregate(l, b, false);
-    }
-    /* Taken back once; a later redo recomputes from the records. */
+    /* A later redo recomputes from the records. */
     s->stale = true;
     return s->tally;
 }
@@ -366,7 +386,7 @@ static void loop_take(loop_t *l, source_message_t *msg, int64_t now)
                     : (snprintf(reason, sizeof reason, "message: empty (no value)"), -1);
     if (valid == 0) {
         struct batch_agg *s = agg_slot(l, l->batch);
-        if (!s->stale && loop_count_event(l, s->tally, &rec->event, 1) != 0)
+        if (!s->stale && loop_count_event(l, s->tally, &rec->event) != 0)
             s->stale = true;
         return;
     }
@@ -417,6 +437,43 @@ static int loop_wait_dlq(loop_t *l, batch_t *b)
     }
 }
 
+/* The managers a committed batch moved, for the next evaluation of the touched. */
+static void loop_note_touched(loop_t *l, batch_t *b)
+{
+    for (size_t i = 0; i < batch_event_count(b); i++) {
+        const batch_event_t *rec = batch_event_at(b, i);
+        if (rec->duplicate)
+            continue;
+        if (rec->event.ts_ms > l->event_now_ms)
+            l->event_now_ms = rec->event.ts_ms;
+        if (l->n_touched == l->touched_cap) {
+            size_t cap = l->touched_cap ? l->touched_cap * 2 : 64;
+            char **p = realloc(l->touched, cap * sizeof *p);
+            if (!p)
+                return; /* the next full pass evaluates them */
+            l->touched = p;
+            l->touched_cap = cap;
+        }
+        /* The set borrows its strings: give it a copy that lives until the pass. */
+        char *copy = strdup(rec->event.manager_id);
+        if (!copy)
+            return;
+        if (dedup_seen(l->touched_set, copy))
+            free(copy);
+        else
+            l->touched[l->n_touched++] = copy;
+    }
+}
+
+static void loop_forget_touched(loop_t *l)
+{
+    for (size_t i = 0; i < l->n_touched; i++)
+        free(l->touched[i]);
+    l->n_touched = 0;
+    if (l->touched_set)
+        dedup_reset(l->touched_set);
+}
+
 static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, int64_t started_us)
 {
     uint64_t took = (uint64_t)(mono_us() - started_us);
@@ -428,6 +485,7 @@ static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, in
     l->total.invalid += t->invalid;
     l->total.duplicate += t->duplicate;
     l->total.flushes++;
+    loop_note_touched(l, b);
     source_commit_copy(l->src, b);
     batch_clear(b);
     agg_forget(l, b);
@@ -696,6 +754,18 @@ static void loop_try_flush(loop_t *l, int64_t now, bool fill)
              sink_address(l->sink), loop_held(l), l->backoff_ms / 1000.0);
 }
 
+static void loop_set_world(loop_t *l)
+{
+    struct evaluate_world w = {
+        .cfg = l->rt.cfg,
+        .targets = l->rt.targets,
+        .team_zones = l->rt.team_zones,
+        .default_zone = l->rt.default_zone,
+        .org_zone = l->rt.org_zone,
+    };
+    evaluate_set_world(l->evaluator, &w);
+}
+
 static void loop_reload(loop_t *l)
 {
     static char err[16384];
@@ -723,6 +793,10 @@ static void loop_reload(loop_t *l)
     runtime_release(&l->rt);
     l->rt = rt;
     sink_set_funnel(l->sink, l->rt.deal_rules, l->rt.cfg->stages, l->rt.cfg->n_stages);
+    loop_set_world(l);
+    notify_reconfigure(l->notify, l->rt.cfg);
+    l->next_full_eval_ms = 0; /* new targets and rules: evaluate everyone now */
+    l->last_full_event_ms = -1;
     enum log_level level;
     if (log_level_parse(l->rt.cfg->log_level, &level) == 0)
         log_set_level(level);
@@ -745,6 +819,54 @@ static void loop_roll_windows(loop_t *l, int64_t now)
         /* Redis is failing: the flush path reports it too, so say it once in a while. */
         log_warn("%s; rolling windows not moved to the new hour, retrying in 30 s", err);
         l->rolling_retry_ms = now + 30000;
+    }
+}
+
+/* Alert evaluation: a full pass when due, else the managers flushes moved. Runs between
+ * flushes, on its own connection; a failure waits EVAL_RETRY_MS (the flush path keeps
+ * going: alerts are late, counters are not). */
+static void loop_evaluate(loop_t *l, int64_t now)
+{
+    const config_t *cfg = l->rt.cfg;
+    if (now < l->eval_retry_ms)
+        return;
+    bool full;
+    if (cfg->alerts_event_clock)
+        full = l->last_full_event_ms < 0 ||
+               l->event_now_ms - l->last_full_event_ms >= cfg->alerts_eval_interval_s * 1000;
+    else
+        full = now >= l->next_full_eval_ms;
+    bool touched = l->n_touched && now - l->last_touched_eval_ms >= TOUCHED_EVAL_EVERY_MS;
+    if (!full && !touched)
+        return;
+    char err[512];
+    struct evaluate_result res;
+    int rc = full ? evaluate_pass(l->evaluator, NULL, 0, now, &res, err, sizeof err)
+                  : evaluate_pass(l->evaluator, (const char *const *)l->touched, l->n_touched,
+                                  now, &res, err, sizeof err);
+    if (rc != 0) {
+        if (!l->eval_failing)
+            log_warn("%s; alerts not evaluated, retrying every %d s", err, EVAL_RETRY_MS / 1000);
+        l->eval_failing = true;
+        l->eval_retry_ms = now + EVAL_RETRY_MS;
+        return;
+    }
+    if (res.now_ms < 0) /* event clock before any event: ask again in a while */
+        l->eval_retry_ms = now + EVAL_RETRY_MS;
+    if (l->eval_failing)
+        log_info("alert evaluation works again");
+    l->eval_failing = false;
+    l->last_touched_eval_ms = now;
+    loop_forget_touched(l);
+    if (full) {
+        l->next_full_eval_ms = now + cfg->alerts_eval_interval_s * 1000;
+        if (res.now_ms >= 0)
+            l->last_full_event_ms = res.now_ms;
+    }
+    if (res.alerts || res.queued) {
+        log_info("alerts: %zu sent, %zu held for working hours (%zu managers evaluated)",
+                 res.alerts, res.queued, res.managers);
+        notify_kick(l->notify);
     }
 }
 
@@ -775,6 +897,15 @@ static void loop_cron(loop_t *l, int64_t now)
                          : 0.0,
                      (double)d.flush_us_max / 1000.0, source_owned_count(l->src),
                      l->stalled ? "; PAUSED: redis not accepting writes" : "");
+        struct notify_stats ns;
+        notify_get_stats(l->notify, &ns);
+        if (memcmp(&ns, &l->notify_at_last_stats, sizeof ns) != 0)
+            log_info("alerts delivered so far: kafka %llu (%llu failed attempts), webhook %llu "
+                     "(%llu failed attempts), %llu lost to the stream cap",
+                     (unsigned long long)ns.kafka_delivered, (unsigned long long)ns.kafka_failed,
+                     (unsigned long long)ns.webhook_delivered,
+                     (unsigned long long)ns.webhook_failed, (unsigned long long)ns.lost);
+        l->notify_at_last_stats = ns;
         l->at_last_stats = l->total;
         l->total.flush_us_max = 0;
         l->next_stats_ms = now + STATS_EVERY_MS;
@@ -827,6 +958,19 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         return NULL;
     }
     sink_set_funnel(l->sink, l->rt.deal_rules, cfg->stages, cfg->n_stages);
+    l->last_full_event_ms = -1;
+    l->touched_set = dedup_new();
+    l->evaluator = evaluate_new();
+    if (!l->touched_set || !l->evaluator) {
+        snprintf(err, errlen, "out of memory");
+        loop_free(l);
+        return NULL;
+    }
+    loop_set_world(l);
+    if (!(l->notify = notify_new(cfg, err, errlen))) {
+        loop_free(l);
+        return NULL;
+    }
     char rerr[512];
     if (sink_connect(l->sink, rerr, sizeof rerr) != 0)
         log_warn("%s; will keep retrying (is redis-server running and reachable?)", rerr);
@@ -844,6 +988,12 @@ void loop_free(loop_t *l)
         return;
     source_close(l->src); /* may flush through loop_revoke: everything else still alive */
     sink_free(l->sink);
+    if (l->notify)
+        notify_free(l->notify, NOTIFY_DRAIN_MS);
+    evaluate_free(l->evaluator);
+    loop_forget_touched(l);
+    free(l->touched);
+    dedup_free(l->touched_set);
     batch_free(l->batch);
     batch_free(l->checking);
     batch_free(l->committing);
@@ -887,6 +1037,9 @@ int loop_run(loop_t *l)
             source_message_done(l->src, &msg);
         }
         now = wall_ms();
+        notify_poll(l->notify, now);
+        if (!l->stalled)
+            loop_evaluate(l, now);
         size_t held = batch_message_count(l->batch);
         if (l->stalled) {
             if (now >= l->retry_at_ms)

@@ -636,3 +636,52 @@ const char *period_zone_name(const period_zone_t *zone)
 {
     return zone->name;
 }
+
+/* ---- period ids back to dates ------------------------------------------------------ */
+
+static int parse_fixed(const char *s, int digits, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < digits; i++) {
+        if (!is_digit(s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int period_id_first_day(const char *id, enum period_kind *kind, int *y, int *m, int *d)
+{
+    int a, b, c;
+    size_t len = strlen(id);
+    if (len == 12 && id[0] == 'd' && id[1] == ':' && id[6] == '-' && id[9] == '-' &&
+        !parse_fixed(id + 2, 4, &a) && !parse_fixed(id + 7, 2, &b) && !parse_fixed(id + 10, 2, &c) &&
+        b >= 1 && b <= 12 && c >= 1 && c <= 31) {
+        *kind = PERIOD_DAY;
+        period_civil_from_days(period_days_from_civil(a, b, c), y, m, d);
+        return 0;
+    }
+    if (len == 10 && id[0] == 'w' && id[1] == ':' && id[6] == '-' && id[7] == 'W' &&
+        !parse_fixed(id + 2, 4, &a) && !parse_fixed(id + 8, 2, &b) && b >= 1 && b <= 53) {
+        /* ISO week 1 is the one holding 4 January. */
+        int64_t jan4 = period_days_from_civil(a, 1, 4);
+        int64_t monday = jan4 - (weekday_of_days(jan4) - 1) + 7 * (int64_t)(b - 1);
+        *kind = PERIOD_WEEK;
+        period_civil_from_days(monday, y, m, d);
+        return 0;
+    }
+    if (len == 9 && id[0] == 'm' && id[1] == ':' && id[6] == '-' && !parse_fixed(id + 2, 4, &a) &&
+        !parse_fixed(id + 7, 2, &b) && b >= 1 && b <= 12) {
+        *kind = PERIOD_MONTH;
+        *y = a, *m = b, *d = 1;
+        return 0;
+    }
+    if (len == 9 && id[0] == 'q' && id[1] == ':' && id[6] == '-' && id[7] == 'Q' &&
+        !parse_fixed(id + 2, 4, &a) && id[8] >= '1' && id[8] <= '4') {
+        *kind = PERIOD_QUARTER;
+        *y = a, *m = (id[8] - '1') * 3 + 1, *d = 1;
+        return 0;
+    }
+    return -1;
+}

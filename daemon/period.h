@@ -51,6 +51,10 @@ int32_t period_utc_offset_s(period_zone_t *zone, int64_t utc_ms);
  * forward change maps to the instant of the change; a repeated one to its first instance. */
 int64_t period_local_to_utc(period_zone_t *zone, int y, int m, int d, int h, int mi);
 
+/* The kind and first local date of a period id ("w:2026-W47" -> week, 2026-11-16); -1 when
+ * the id is not one period_of produces. */
+int period_id_first_day(const char *id, enum period_kind *kind, int *y, int *m, int *d);
+
 /* Pure calendar arithmetic (proleptic Gregorian). */
 int64_t period_days_from_civil(int y, int m, int d);           /* days since 1970-01-01 */
 void period_civil_from_days(int64_t days, int *y, int *m, int *d);

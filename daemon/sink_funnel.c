@@ -685,6 +685,36 @@ static long append_rolling(sink_t *s, const agg_t *hourly, int64_t now_ms)
     return q;
 }
 
+/* Latest activity per manager and counter (kpi:mgr:{m}:last, a sorted set scored by event
+ * ms): GT keeps the newest time whatever order batches and kpid write in. */
+static long append_last(sink_t *s, const agg_t *last)
+{
+    long q = 0;
+    char key[KEYS_MAX], scores[COUNTER_ACTIVITY_COUNT][24];
+    const char *argv[3 + 2 * COUNTER_ACTIVITY_COUNT];
+    for (size_t b = 0; b < agg_bucket_count(last); b++) {
+        const agg_bucket_t *m = agg_bucket_at(last, b);
+        if (keys_scope(key, sizeof key, s->prefix, SCOPE_MANAGER, m->scope, "last") < 0)
+            continue;
+        int argc = 0;
+        argv[argc++] = "ZADD";
+        argv[argc++] = key;
+        argv[argc++] = "GT";
+        for (size_t i = 0; i < COUNTER_ACTIVITY_COUNT; i++) {
+            if (m->values[i] <= 0)
+                continue;
+            snprintf(scores[i], sizeof scores[i], "%" PRId64, m->values[i]);
+            argv[argc++] = scores[i];
+            argv[argc++] = agg_counter_name((enum counter)i);
+        }
+        if (argc == 3)
+            continue;
+        redisAppendCommandArgv(s->redis, argc, argv, NULL);
+        q++;
+    }
+    return q;
+}
+
 long sink_funnel_commit_append(sink_t *s, const tally_t *tally, int64_t now_ms)
 {
     long part;
@@ -706,6 +736,9 @@ long sink_funnel_commit_append(sink_t *s, const tally_t *tally, int64_t now_ms)
         return -1;
     s->mq += part;
     if ((part = append_rolling(s, tally_hourly(tally), now_ms)) < 0)
+        return -1;
+    s->mq += part;
+    if ((part = append_last(s, tally_last(tally))) < 0)
         return -1;
     s->mq += part;
     s->commands = before + (uint64_t)s->mq;

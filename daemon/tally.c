@@ -33,6 +33,7 @@ size_t tally_counter_count(const deals_rules_t *rules)
 
 struct tally {
     agg_t *counters, *leaders, *hourly, *pipeline;
+    agg_t *last; /* per manager: latest event time of each activity counter it moved */
     int64_t hour;     /* the hour hour_id names */
     char hour_id[24];
 };
@@ -46,7 +47,8 @@ tally_t *tally_new(void)
     t->leaders = agg_new(TALLY_LB_METRICS);
     t->hourly = agg_new(TALLY_ROLLING_METRICS);
     t->pipeline = agg_new(DEALS_PIPE_MAX);
-    if (!t->counters || !t->leaders || !t->hourly || !t->pipeline) {
+    t->last = agg_new(COUNTER_ACTIVITY_COUNT);
+    if (!t->counters || !t->leaders || !t->hourly || !t->pipeline || !t->last) {
         tally_free(t);
         return NULL;
     }
@@ -61,6 +63,7 @@ void tally_free(tally_t *t)
     agg_free(t->leaders);
     agg_free(t->hourly);
     agg_free(t->pipeline);
+    agg_free(t->last);
     free(t);
 }
 
@@ -70,6 +73,7 @@ void tally_reset(tally_t *t)
     agg_reset(t->leaders);
     agg_reset(t->hourly);
     agg_reset(t->pipeline);
+    agg_reset(t->last);
 }
 
 void tally_reset_pipeline(tally_t *t) { agg_reset(t->pipeline); }
@@ -117,6 +121,18 @@ int tally_add(tally_t *t, const struct tally_scope *w, const int64_t *deltas)
         if (add_subset(t->leaders, SCOPE_MANAGER, w->manager, (enum period_kind)p, w->org->id[p],
                        w->org->end_ms[p], deltas, lb_counters, TALLY_LB_METRICS))
             return -1;
+    /* Inactivity rules need the time of the latest activity, not its count; a maximum
+     * cannot be taken back, so callers recount a batch rather than subtract from it. */
+    agg_bucket_t *last = NULL;
+    for (size_t i = 0; i < COUNTER_ACTIVITY_COUNT && i < n; i++) {
+        if (deltas[i] <= 0 || i == COUNTER_INTERNAL_FILTERED)
+            continue;
+        if (!last && !(last = agg_bucket_id(t->last, SCOPE_MANAGER, w->manager, PERIOD_DAY,
+                                            "last", 0)))
+            return -1;
+        if (w->ts_ms > last->values[i])
+            last->values[i] = w->ts_ms;
+    }
     /* Floor division: hours before 1970 are negative. */
     int64_t hour = w->ts_ms >= 0 ? w->ts_ms / TALLY_HOUR_MS
                                  : -((-w->ts_ms + TALLY_HOUR_MS - 1) / TALLY_HOUR_MS);
@@ -148,3 +164,4 @@ const agg_t *tally_counters(const tally_t *t) { return t->counters; }
 const agg_t *tally_leaders(const tally_t *t) { return t->leaders; }
 const agg_t *tally_hourly(const tally_t *t) { return t->hourly; }
 const agg_t *tally_pipeline(const tally_t *t) { return t->pipeline; }
+const agg_t *tally_last(const tally_t *t) { return t->last; }

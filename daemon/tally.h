@@ -3,6 +3,8 @@
  *   counters  (scope, period)      -> the section 2 counters: activity, then deal counters
  *   leaders   (manager, org period) -> the leaderboard metrics of that manager
  *   hourly    (manager, hour)       -> the rolling-window metrics per UTC hour
+ *   last      (manager, "last")     -> per activity counter, the latest event time (ms) that
+ *                                      moved it, 0 when none (for inactivity alerts)
  *   pipeline  (scope, "pipeline")   -> open-deal deltas (deals_pipe_name), filled when the
  *                                      batch's deals are applied against their stored state
  *
@@ -80,5 +82,6 @@ const agg_t *tally_counters(const tally_t *tally);
 const agg_t *tally_leaders(const tally_t *tally);
 const agg_t *tally_hourly(const tally_t *tally);
 const agg_t *tally_pipeline(const tally_t *tally);
+const agg_t *tally_last(const tally_t *tally);
 
 #endif

@@ -1,7 +1,7 @@
 # Sourced by tools/test.sh and tools/demo.sh: installs the Debian 12 packages kpid's
 # build, tests and demo need, only when some are missing.
 KPI_PACKAGES="build-essential cmake pkg-config git ca-certificates tzdata
-  librdkafka-dev libhiredis-dev libyajl-dev libcmocka-dev
+  librdkafka-dev libhiredis-dev libyajl-dev libcmocka-dev libcurl4-openssl-dev
   redis-server redis-tools kcat cppcheck valgrind
   python3 python3-confluent-kafka python3-redis python3-pytest"
 

@@ -72,6 +72,11 @@ COUNTERS = (
 DEAL_COUNTERS = ("deals_won", "deals_lost", "revenue_won_cents", "cycle_seconds_won")
 LB_METRICS = ("touches", "meetings_held", "deals_won", "revenue_won_cents")
 ROLLING_METRICS = ("calls", "emails", "meetings_held", "touches")
+# The counters whose latest event time kpi:mgr:{m}:last keeps (internal_filtered is no
+# activity of the manager's).
+ACTIVITY_COUNTERS = ("calls", "calls_connected", "call_seconds", "calls_in", "emails",
+                     "emails_in", "meetings_scheduled", "meetings_held", "meetings_no_show",
+                     "meetings_cancelled", "meetings_first", "meetings_next_step", "touches")
 ROLLING_WINDOWS = (("24h", 24), ("7d", 168), ("30d", 720))    # (field suffix, hours)
 HOUR_MS = 3600000
 
@@ -588,6 +593,7 @@ class Expected:
         self.lb_expire_at = {}
         self.lb_expired = set()
         self.hours = {}          # manager -> {hour index H: {rolling metric: sum}}
+        self.last = {}           # "<prefix>:mgr:{m}:last" -> {activity counter: latest ts ms}
         self.meta = {}
         self.managers = set()
         self.dedup_ids = set()
@@ -769,6 +775,12 @@ def model(messages, cfg, now_ms):
                     _add(exp.leaderboards.setdefault(key, {}), {mgr: inc[metric]})
                     if key not in exp.lb_expire_at:
                         exp.lb_expire_at[key] = _expiry(rules, org_zone, ev["ts_ms"], pid)
+        last = exp.last.setdefault("%s:mgr:{%s}:last" % (prefix, mgr), {})
+        for f, v in inc.items():
+            if f in ACTIVITY_COUNTERS and v > 0 and ev["ts_ms"] > last.get(f, 0):
+                last[f] = ev["ts_ms"]
+        if not last:
+            del exp.last["%s:mgr:{%s}:last" % (prefix, mgr)]
         roll = {f: v for f, v in inc.items() if f in ROLLING_METRICS}
         if roll:
             hours = exp.hours.setdefault(mgr, {})
@@ -811,10 +823,11 @@ def model(messages, cfg, now_ms):
 
 def meta_view(meta):
     """A kpi:meta dict as read from Redis, comparable with Expected.meta: the volatile
-    last_flush_ms and rolling_hour_ms (wall clock), flush_seq (a count of flushes) and zero
-    counters dropped."""
+    last_flush_ms, rolling_hour_ms and eval_ts (wall clock), flush_seq (a count of flushes)
+    and zero counters dropped."""
     return {k: v for k, v in meta.items()
-            if k not in ("last_flush_ms", "rolling_hour_ms", "flush_seq") and not (k != "schema" and v == "0")}
+            if k not in ("last_flush_ms", "rolling_hour_ms", "flush_seq", "eval_ts")
+            and not (k != "schema" and v == "0")}
 
 
 # ---------------------------------------------------------------------------------

@@ -798,7 +798,7 @@ def _s(b):
 
 # Parts of kpid's Redis state that differ between two correct runs of the same input.
 # Field names are relative to the prefix.
-VOLATILE_META_FIELDS = ("last_flush_ms", "flush_seq")  # flush_seq counts flushes: batching
+VOLATILE_META_FIELDS = ("last_flush_ms", "flush_seq", "eval_ts")  # flush_seq counts flushes: batching
 VOLATILE_KEY_PATTERNS = (r"fence:.*",)       # partition -> owner token of this process
 SCORES_VOLATILE_KEYS = ("dedup",)            # zset scores are processing times: members only
 

@@ -358,9 +358,9 @@ def check_dlq(broker, exp, kpid):
 # Every key kpid may write while only sections 1-4's activity counters exist. Extend it
 # when deal state, leaderboards, :kpi figures or alerts arrive.
 KNOWN_KEYS = re.compile(
-    r"kpi:(%s(:kpi)?|(mgr:\{[^}]+\}|team:\{[^}]+\}|org):pipeline|mgr:\{[^}]+\}:(rolling|hourly)"
+    r"kpi:(%s(:kpi)?|(mgr:\{[^}]+\}|team:\{[^}]+\}|org):pipeline|mgr:\{[^}]+\}:(rolling|hourly|last)"
     r"|deal:\{[^}]+\}|lb:(touches|meetings_held|deals_won|revenue_won_cents):[dwmq]:[0-9A-Z-]+"
-    r"|meta|managers|dedup|offsets:[^:]+:.+)" % kpitest.COUNTER_KEY_RE)
+    r"|meta|managers|dedup|alerts|offsets:[^:]+:.+)" % kpitest.COUNTER_KEY_RE)
 
 
 def stable_dump(c):
@@ -398,6 +398,7 @@ def check_funnel(dump, exp, w):
     if w is not None:
         kpitest.assert_same(exp.rolling(w), view(r"kpi:mgr:\{.*\}:rolling"), "rolling windows")
         kpitest.assert_same(exp.hourly(w), view(r"kpi:mgr:\{.*\}:hourly"), "per-hour sums")
+    kpitest.assert_same(exp.last, view(r"kpi:mgr:\{.*\}:last"), "latest activity times")
 
 
 def check_state(redis, broker, cfg, exp, kpid, topics=(EVENTS_TOPIC,)):

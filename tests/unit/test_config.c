@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "fixtures.h"
 
 #define KAFKA_MIN "\"kafka\": {\"brokers\": \"b:9092\", \"topics\": [\"t\"]}"
 
@@ -27,28 +28,6 @@ static config_t *load_with(const char *extra)
     return cfg;
 }
 
-/* True when some line of err starts with prefix. */
-static bool has_line(const char *err, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    for (const char *p = err; p && *p;) {
-        if (strncmp(p, prefix, n) == 0)
-            return true;
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return false;
-}
-
-static size_t count_lines(const char *err)
-{
-    size_t n = *err ? 1 : 0;
-    for (const char *p = err; *p; p++)
-        n += *p == '\n';
-    return n;
-}
-
 /* The text must fail to load and report a line starting with want. */
 static void expect_fail_text(const char *text, const char *want)
 {
@@ -60,7 +39,7 @@ static void expect_fail_text(const char *text, const char *want)
         fail_msg("loaded but should fail (%s): %s", want, text);
     }
     assert_null(cfg);
-    if (!has_line(errbuf, want))
+    if (!fixture_has_line(errbuf, want))
         fail_msg("want a line starting \"%s\" for %s\ngot:\n%s", want, text, errbuf);
 }
 
@@ -70,7 +49,7 @@ static void expect_fail(const char *extra, const char *want)
     snprintf(text, sizeof text, "{" KAFKA_MIN "%s%s}", *extra ? ", " : "", extra);
     expect_fail_text(text, want);
     /* Each case in the tables below holds exactly one mistake. */
-    if (count_lines(errbuf) != 1)
+    if (fixture_count_lines(errbuf) != 1)
         fail_msg("want exactly one error for %s, got:\n%s", text, errbuf);
 }
 
@@ -211,28 +190,7 @@ static void test_every_key_set(void **state)
 static void test_contract_example(void **state)
 {
     (void)state;
-    const char *text =
-        "{\n"
-        "  \"kafka\": {\n"
-        "    \"brokers\": \"127.0.0.1:9092\",          // bootstrap servers\n"
-        "    \"topics\": [\"kpi.events\"],\n"
-        "    \"group\": \"kpid\",                      // consumer group; several kpid share the load\n"
-        "    \"dlq_topic\": \"kpi.events.dlq\",\n"
-        "    \"alerts_topic\": \"kpi.alerts\",\n"
-        "    \"properties\": {}                      // passed to librdkafka as-is (SASL/SSL, ...)\n"
-        "  },\n"
-        "  \"redis\": { \"host\": \"127.0.0.1\", \"port\": 6379, \"db\": 0, \"user\": null, \"password\": null, \"prefix\": \"kpi\" },\n"
-        "  \"time_zone\": \"Europe/Moscow\",           // default IANA zone\n"
-        "  \"teams\": { \"moscow-smb\": { \"time_zone\": \"Europe/Moscow\", \"lead\": \"sidorov\" } },\n"
-        "  \"managers\": { \"ivanov\": { \"team\": \"moscow-smb\", \"role\": \"hunter\" } },\n"
-        "  \"internal\": { \"domains\": [\"ourcompany.ru\"], \"phone_prefixes\": [\"+7495100\"] },\n"
-        "  \"touch_min_call_s\": 10,\n"
-        "  \"dedup_window_s\": 604800,\n"
-        "  \"future_skew_s\": 86400,\n"
-        "  \"stages\": [ {\"name\": \"lead\", \"p\": 0.05}, {\"name\": \"mql\", \"p\": 0.1}, {\"name\": \"sql\", \"p\": 0.2},\n"
-        "              {\"name\": \"proposal\", \"p\": 0.4}, {\"name\": \"negotiation\", \"p\": 0.6},\n"
-        "              {\"name\": \"won\", \"p\": 1, \"terminal\": true}, {\"name\": \"lost\", \"p\": 0, \"terminal\": true} ]\n"
-        "}\n";
+    const char *text = CONTRACT_SECTION6_OPEN "}\n";
     config_t *c = NULL;
     if (config_load_string(text, strlen(text), &c, errbuf, sizeof errbuf) != 0)
         fail_msg("%s", errbuf);
@@ -386,7 +344,7 @@ static void test_kafka_errors(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         expect_fail_text(cases[i].extra, cases[i].want);
-        if (count_lines(errbuf) != 1)
+        if (fixture_count_lines(errbuf) != 1)
             fail_msg("want one error for %s, got:\n%s", cases[i].extra, errbuf);
     }
 }
@@ -422,7 +380,7 @@ static void test_stage_errors(void **state)
     /* Errors at one position keep the order they were found in. */
     expect_fail_text("{" KAFKA_MIN ", \"stages\": [{\"name\": \"a\", \"p\": 0}]}",
                      "$.stages: a terminal stage named \"won\"");
-    assert_int_equal(count_lines(errbuf), 2);
+    assert_int_equal(fixture_count_lines(errbuf), 2);
     assert_true(strstr(errbuf, "\"won\"") < strstr(errbuf, "\"lost\""));
 
     /* 64 stages load, 65 do not. */
@@ -449,10 +407,10 @@ static void test_unknown_keys_everywhere(void **state)
     (void)state;
     static const struct bad_case cases[] = {
         {"\"kafak\": {}", "$.kafak: unknown key (known keys: kafka, redis,"},
-        {"\"targets\": {}", "$.targets: unknown key"},   /* section 7: a later issue */
-        {"\"calendar\": {}", "$.calendar: unknown key"},
+        {"\"targets\": {\"defaults\": {}}", "$.targets.defaults: unknown key (known keys: default,"},
+        {"\"calendar\": {\"workdays\": []}", "$.calendar.workdays: unknown key"},
         {"\"redis\": {\"hots\": \"x\"}", "$.redis.hots: unknown key (known keys: host, port, db,"},
-        {"\"teams\": {\"a\": {\"calendar\": {}}}", "$.teams.a.calendar: unknown key (known keys: time_zone, lead)"},
+        {"\"teams\": {\"a\": {\"calender\": {}}}", "$.teams.a.calender: unknown key (known keys: time_zone, lead, calendar)"},
         {"\"managers\": {\"m\": {\"teem\": \"a\"}}", "$.managers.m.teem: unknown key (known keys: team, role)"},
         {"\"internal\": {\"domain\": []}", "$.internal.domain: unknown key"},
         {"\"batch\": {\"max_event\": 1}", "$.batch.max_event: unknown key"},
@@ -506,7 +464,7 @@ static void test_many_errors_at_once(void **state)
         "$.log_level: must be one of \"error\", \"warn\", \"info\", \"debug\" (line 6, column 16)\n"
         "$.bogus: unknown key (known keys: kafka, redis, time_zone, teams, managers, internal, "
         "touch_min_call_s, dedup_window_s, future_skew_s, stages, batch, max_message_bytes, "
-        "retention, log_level) (line 7, column 3)";
+        "retention, log_level, calendar, targets, plans, kpi_score, alerts) (line 7, column 3)";
     assert_string_equal(errbuf, want);
 }
 
@@ -518,8 +476,8 @@ static void test_error_truncation(void **state)
     char small[200];
     assert_int_equal(config_load_string(text, strlen(text), &c, small, sizeof small), -1);
     /* Whole lines only, then a count of what did not fit. */
-    assert_true(has_line(small, "$.kafka.brokers: must be a non-empty string"));
-    assert_true(has_line(small, "... and "));
+    assert_true(fixture_has_line(small, "$.kafka.brokers: must be a non-empty string"));
+    assert_true(fixture_has_line(small, "... and "));
     assert_null(strstr(small, "topics[4]"));
     char tiny[16];
     assert_int_equal(config_load_string(text, strlen(text), &c, tiny, sizeof tiny), -1);

@@ -672,6 +672,44 @@ static void test_hostile_files(void **state)
     unsetenv("TZDIR");
 }
 
+/* Period ids back to their first day: every id period_of makes for a span of instants
+ * (ISO week 53, week 1 starting in December, leap days, quarters) parses back to the
+ * first local date of its period, and malformed ids are refused. */
+static void test_id_first_day(void **state)
+{
+    (void)state;
+    char err[256];
+    period_zone_t *z = period_zone_open("UTC", err, sizeof err);
+    assert_non_null(z);
+    for (int64_t day = period_days_from_civil(2019, 12, 1); day < period_days_from_civil(2027, 2, 1);
+         day++) {
+        const period_set_t *ps = period_of(z, day * 86400000LL + 43200000LL);
+        period_set_t copy = *ps;
+        for (int k = 0; k < PERIOD_KINDS; k++) {
+            enum period_kind kind;
+            int y, m, d;
+            assert_int_equal(period_id_first_day(copy.id[k], &kind, &y, &m, &d), 0);
+            assert_int_equal(kind, k);
+            assert_int_equal(period_days_from_civil(y, m, d) * 86400000LL, copy.start_ms[k]);
+        }
+    }
+    static const char *const bad[] = {"", "d:2026-13-01", "d:2026-1-01", "w:2026-W54",
+                                      "w:2026-W00", "m:2026-00", "q:2026-Q5", "x:2026-11",
+                                      "d:2026-11-16x", "w:2026W47", "m:26-11"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        enum period_kind kind;
+        int y, m, d;
+        assert_int_equal(period_id_first_day(bad[i], &kind, &y, &m, &d), -1);
+    }
+    enum period_kind kind;
+    int y, m, d;
+    assert_int_equal(period_id_first_day("w:2026-W53", &kind, &y, &m, &d), 0); /* 2026 has 53 */
+    assert_int_equal(y * 10000 + m * 100 + d, 20261228);
+    assert_int_equal(period_id_first_day("w:2027-W01", &kind, &y, &m, &d), 0);
+    assert_int_equal(y * 10000 + m * 100 + d, 20270104);
+    period_zone_free(z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_leap_days),         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_glibc_zones),       cmocka_unit_test(test_posix_strings),
         cmocka_unit_test(test_bad_names),         cmocka_unit_test(test_hostile_files),
+        cmocka_unit_test(test_id_first_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
