@@ -14,6 +14,8 @@ worked out by hand from the calendar:
 """
 
 import json
+import threading
+import time
 
 import kpitest
 from kpitest import EVENTS_TOPIC
@@ -290,3 +292,82 @@ def test_observed_plan_ratios_fall_back_to_team_then_org(env):
             (mgr, kpi)
     assert w.kpi("kpi:team:{t1}:m:2026-11:kpi")["stage:lead:target"] == "23"
     assert w.kpi("kpi:org:m:2026-11:kpi")["stage:lead:target"] == "36"
+
+
+def test_two_kpid_wall_clock_send_each_alert_once_across_a_kill(env):
+    """Two kpid of one group evaluate everyone every second on the wall clock, with alerts
+    repeated every second: however their passes interleave, each alert goes out once per
+    repeat (never twice in one second), a kill -9 and restart re-send nothing, and a
+    manager who catches up is resolved exactly once. A round-the-clock calendar and a daily
+    target of 100 touches make everyone critical at any hour (0 of a positive expected)."""
+    managers = ["m%02d" % i for i in range(20)]
+    config = {
+        "managers": {m: {"role": "hunter"} for m in managers},
+        "calendar": {"work_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                     "work_hours": ["00:00", "24:00"]},
+        "targets": {"roles": {"hunter": {"touches": {"d": 100}}}},
+        "alerts": {"clock": "wall", "eval_interval_s": 1, "repeat_s": 1, "rules": [
+            {"name": "daily-touches", "metric": "touches", "period": "d", "min_elapsed_pct": 0}]},
+    }
+    redis = env.redis()
+    broker = env.broker()
+    cfg = env.config(broker, redis, **config)
+    c = redis.client()
+    # Redis stalls 300 ms at a time (a busy script), so both kpid's passes queue up behind
+    # the same stall and read before either writes: without the WATCH on the alert states
+    # both would send the same repeat.
+    stop_stalls = threading.Event()
+
+    def stall():
+        busy = ("local t0 = redis.call('TIME') repeat local t = redis.call('TIME') "
+                "until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000")
+        s = redis.client()
+        while not stop_stalls.is_set():
+            s.eval(busy, 0)
+            time.sleep(0.05)
+    staller = threading.Thread(target=stall, daemon=True)
+    staller.start()
+    a = env.kpid(cfg, name="kpid-a")
+    env.kpid(cfg, name="kpid-b")
+
+    def entries():
+        return [json.loads(f[b"json"]) for _, f in c.xrange("kpi:alerts")]
+
+    def check_once_per_second():
+        per = {}
+        for x in entries():
+            per.setdefault(x["manager"], []).append(x)
+        for m, xs in per.items():
+            ts = [x["ts"] for x in xs]
+            assert ts == sorted(set(ts)), "%s sent twice in one second: %s" % (m, ts)
+            assert {x["alert_id"] for x in xs} == {"%s/daily-touches/%s/1" % (m, xs[0]["period"])}
+        return per
+
+    kpitest.wait_for(lambda: len({x["manager"] for x in entries()}) == 20, 60, "20 alerts")
+    time.sleep(6)
+    per = check_once_per_second()
+    assert sorted(per) == managers
+    assert all(x["state"] == "firing" and x["severity"] == "critical"
+               for xs in per.values() for x in xs)
+    assert min(len(xs) for xs in per.values()) >= 3  # repeated, so the race was run often
+    a.kill()
+    a.start()
+    time.sleep(4)
+    check_once_per_second()
+    stop_stalls.set()
+    staller.join()
+
+    # Half of them catch up: exactly one resolution each, after which they stay quiet.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    msgs = [(m, email_at(m, now)) for m in managers[:10] for _ in range(100)]
+    kpitest.produce(broker.bootstrap, EVENTS_TOPIC, msgs)
+    kpitest.wait_for(lambda: sum(x["state"] == "resolved" for x in entries()) >= 10, 60,
+                     "10 resolutions")
+    time.sleep(3)
+    per = check_once_per_second()
+    for m in managers[:10]:
+        assert [x["state"] for x in per[m]][-1] == "resolved"
+        assert sum(x["state"] == "resolved" for x in per[m]) == 1
+    firing = {m for m in managers if c.hlen("kpi:mgr:{%s}:alerts" % m)}
+    assert firing == set(managers[10:])
+    assert env.sanitizer_reports() == {}
