@@ -537,6 +537,8 @@ static int run_chunk(evaluator_t *e, const char *const *ids, size_t n, int64_t n
         }
         if (rc < 0)
             break;
+        log_debug("alert states of %zu managers changed under this pass (another kpid): redoing",
+                  n);
         rc = -1;
         snprintf(err, errlen, "redis %s: alert states kept changing under %d attempts",
                  e->address, CONFLICT_RETRIES);

@@ -263,6 +263,8 @@ void eval_queue_alerts(evaluator_t *e, struct mview *v, const char *const *keys,
             eval_arg(c, eval_printf(&e->arena, "%s", after));
             eval_send(e->redis, c);
         }
+        if (n)
+            log_debug("%s %s: %s -> %s", v->id, cfg->rules[r].name, before, after);
         for (size_t i = 0; i < n; i++) {
             const char *json = eval_printf(&e->arena, "%s", out[i].json);
             if (out[i].digest) {

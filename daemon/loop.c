@@ -841,9 +841,17 @@ static void loop_evaluate(loop_t *l, int64_t now)
         return;
     char err[512];
     struct evaluate_result res;
+    int64_t started_us = mono_us();
     int rc = full ? evaluate_pass(l->evaluator, NULL, 0, now, &res, err, sizeof err)
                   : evaluate_pass(l->evaluator, (const char *const *)l->touched, l->n_touched,
                                   now, &res, err, sizeof err);
+    double took_ms = (double)(mono_us() - started_us) / 1000.0;
+    /* A pass holds up consumption while it runs: say so when it gets long. */
+    if (took_ms > 1000.0)
+        log_warn("alert evaluation of %zu managers took %.0f ms", res.managers, took_ms);
+    else
+        log_debug("alert evaluation (%s) of %zu managers took %.1f ms", full ? "everyone" : "touched",
+                  res.managers, took_ms);
     if (rc != 0) {
         if (!l->eval_failing)
             log_warn("%s; alerts not evaluated, retrying every %d s", err, EVAL_RETRY_MS / 1000);

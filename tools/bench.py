@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """kpid benchmark: run by hand (never in CI), prints one block of figures.
 
-  /usr/bin/python3 tools/bench.py [--build build] [--events 1000000] [--big 5000000]
+  /usr/bin/python3 tools/bench.py [--build build] [--events 1000000] [--big 5000000] [--alerts]
 
 Measures, on this machine, against a local redis-server and the dev broker:
   raw consume rate   a librdkafka consumer that only reads the pre-produced topic
@@ -34,9 +34,25 @@ def free_port():
     return port
 
 
+# --alerts: targets, a score and rules for everyone, so every flush is followed (within a
+# second) by an evaluation of the managers it moved, and everyone is evaluated each minute.
+ALERTS_CONFIG = {
+    "targets": {"default": {"touches": {"d": 40}, "meetings_held": {"w": 5}, "calls": {"d": 50}}},
+    "kpi_score": {"period": "m", "budget": 30000,
+                  "weights": {"touches": 0.5, "meetings_held": 0.5},
+                  "bands": [{"from": 80, "coef": 0.9}, {"from": 100, "coef": 1.0}]},
+    "alerts": {"clock": "wall", "eval_interval_s": 60, "rules": [
+        {"name": "daily-touches", "metric": "touches", "period": "d"},
+        {"name": "weekly-meetings", "metric": "meetings_held", "period": "w",
+         "escalate_after_s": 86400},
+        {"name": "silent", "kind": "inactivity", "metric": "touches", "idle_s": 7200}]},
+}
+
+
 class Bench:
-    def __init__(self, build, work):
+    def __init__(self, build, work, alerts=False):
         self.build, self.work, self.procs = build, work, []
+        self.alerts = alerts
 
     def spawn(self, argv, log, **kw):
         p = subprocess.Popen(argv, stdout=kw.pop("stdout", subprocess.DEVNULL),
@@ -96,6 +112,8 @@ class Bench:
         extra = os.environ.get("KPI_BENCH_KAFKA_PROPS")
         if extra:
             cfg["kafka"]["properties"].update(json.loads(extra))
+        if self.alerts:
+            cfg.update(ALERTS_CONFIG)
         cfg.update(over)
         path = os.path.join(self.work, name + ".json")
         json.dump(cfg, open(path, "w"))
@@ -290,6 +308,8 @@ def main():
                     help="another kpid binary (e.g. one built without the funnel): run it and "
                          "this build's kpid in turns on the same 1M events, report the cost")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--alerts", action="store_true",
+                    help="configure targets, a score and alert rules (evaluation passes run)")
     args = ap.parse_args()
     # The mock broker keeps <= 5 MiB of compressed batches per partition (~150k events with
     # zstd); keys spread unevenly, so plan ~40k events per partition.
@@ -297,7 +317,7 @@ def main():
     # partitions a consumer owns, and the RSS comparison is about the stream's length.
     parts = big_parts = max(8, max(args.events, 0 if args.skip_big else args.big) // 40000)
     work = tempfile.mkdtemp(prefix="kpi-bench.")
-    b = Bench(os.path.abspath(args.build), work)
+    b = Bench(os.path.abspath(args.build), work, alerts=args.alerts)
     try:
         topics = [f"bench.a:{parts}", "bench.lat:1", "kpi.events.dlq:4"]
         if not args.skip_big:

@@ -1564,8 +1564,9 @@ static int run(gen_t *g, const struct opts *o, struct sink *s, struct stats *st)
 
             if (o->rate > 0) { /* paced: message k is due at t0 + k / rate */
                 int64_t due = t0 + (int64_t)((double)st->produced * 1000.0 / o->rate);
-                int64_t now = mono_ms();
-                if (due > now) {
+                int64_t now;
+                /* rd_kafka_poll returns early when a delivery report arrives: wait again. */
+                while ((now = mono_ms()) < due) {
                     if (s->rk)
                         rd_kafka_poll(s->rk, (int)(due - now));
                     else

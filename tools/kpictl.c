@@ -4,12 +4,20 @@
  *   kpictl -c FILE funnel [--scope org|team:<t>|mgr:<m>] [--period d|w|m|q] [--watch SECONDS]
  *   kpictl -c FILE top    [--metric touches|meetings_held|deals_won|revenue_won_cents]
  *                         [--period d|w|m|q] [-n N] [--watch SECONDS]
+ *   kpictl -c FILE alerts [-n N] [--watch SECONDS]
  *   kpictl -c FILE meta
  *
  * Periods are the current ones in the zone kpid files each key in (a manager's and a
  * team's: the team's zone; the organisation's and the leaderboards': the global zone),
- * resolved with the same period and key code as kpid. Each screen is read with pipelined
- * commands (at most two round trips), so --watch stays cheap with many managers. */
+ * resolved with the same period and key code as kpid. "Now" is kpid's: the wall clock, or
+ * with "alerts": {"clock": "event"} the latest event time kpid applied (kpi:meta
+ * last_event_ts), so a replayed history shows the day it has reached, like kpid's pacing.
+ * Each screen is read with pipelined commands (at most two round trips), so --watch stays
+ * cheap with many managers.
+ *
+ * alerts shows the last N entries of the <prefix>:alerts stream, newest last, and how many
+ * alerts fire now (the managers' <prefix>:mgr:{<m>}:alerts hashes). Times are the UTC
+ * times of the alert objects: alerts of teams in several zones share one clock that way. */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "json.h"
 #include "keys.h"
 #include "period.h"
 
@@ -29,7 +38,7 @@ struct opts {
     int watch;           /* seconds between refreshes, 0: once */
     const char *scope;   /* funnel */
     const char *metric;  /* top */
-    long top_n;          /* top; 0: not given */
+    long top_n;          /* top, alerts; 0: not given */
 };
 
 static const char *const lb_metrics[] = {"touches", "meetings_held", "deals_won",
@@ -44,6 +53,7 @@ static void usage(void)
             "       kpictl -c FILE top    [--metric touches|meetings_held|deals_won|"
             "revenue_won_cents]\n"
             "                             [--period d|w|m|q] [-n N] [--watch SECONDS]\n"
+            "       kpictl -c FILE alerts [-n N] [--watch SECONDS]\n"
             "       kpictl -c FILE meta\n");
 }
 
@@ -101,7 +111,9 @@ static int opts_parse(int argc, char **argv, struct opts *o)
     const char *cmd = o->command ? o->command : "";
     /* An option another command takes is a mistake, not something to ignore. */
     if (i == argc && o->config_path && o->command && (!o->scope || !strcmp(cmd, "funnel")) &&
-        ((!o->metric && !o->top_n) || !strcmp(cmd, "top")))
+        (!o->metric || !strcmp(cmd, "top")) &&
+        (!o->top_n || !strcmp(cmd, "top") || !strcmp(cmd, "alerts")) &&
+        (o->kind < 0 || strcmp(cmd, "alerts")))
         return 0;
     usage();
     return -1;
@@ -298,12 +310,9 @@ static void periods_now_free(struct periods_now *pn)
     pn->team = NULL;
 }
 
-static int periods_now_init(struct periods_now *pn, const config_t *cfg)
+static int periods_now_init(struct periods_now *pn, const config_t *cfg, int64_t now_ms)
 {
     char err[256];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     pn->team = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *pn->team);
     if (!pn->team) {
         fprintf(stderr, "kpictl: out of memory\n");
@@ -466,26 +475,9 @@ static void board_show(const struct row *rows, size_t n, const struct row *org,
            reply_ll(meta->element[3]));
 }
 
-static redisReply *smembers(redisContext *c, const config_t *cfg, const char *name)
-{
-    char key[KEYS_MAX];
-    keys_global(key, sizeof key, cfg->redis_prefix, name);
-    redisReply *r = redisCommand(c, "SMEMBERS %s", key);
-    if (r && r->type == REDIS_REPLY_ARRAY)
-        return r;
-    fprintf(stderr, "kpictl: redis %s:%d: %s\n", cfg->redis_host, cfg->redis_port,
-            r && r->str ? r->str : c->errstr);
-    if (r)
-        freeReplyObject(r);
-    return NULL;
-}
-
 static int print_board(redisContext *c, const config_t *cfg, const struct periods_now *pn,
-                       enum period_kind kind)
+                       enum period_kind kind, redisReply *members)
 {
-    redisReply *members = smembers(c, cfg, "managers");
-    if (!members)
-        return 1;
     size_t n = members->elements, n_rep = BOARD_CMDS * n + 4;
     struct row *rows = calloc(n ? n : 1, sizeof *rows), org = {0};
     redisReply **rep = calloc(n_rep, sizeof *rep);
@@ -495,7 +487,6 @@ static int print_board(redisContext *c, const config_t *cfg, const struct period
         fprintf(stderr, "kpictl: out of memory\n");
         free(rep);
         free(rows);
-        freeReplyObject(members);
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -525,7 +516,6 @@ static int print_board(redisContext *c, const config_t *cfg, const struct period
     }
     free(rep);
     free(rows);
-    freeReplyObject(members);
     return rc;
 }
 
@@ -697,18 +687,278 @@ static int print_top(redisContext *c, const config_t *cfg, const struct periods_
     return 0;
 }
 
+/* ---- alerts ---- */
+
+/* Manager column: as wide as the longest name shown, within these bounds; a longer name
+ * is shown whole (its line shifts) rather than cut, as an alert must name its manager. */
+enum { ALERT_MANAGER_MIN = 7, ALERT_MANAGER_MAX = 18 };
+
+/* What one line shows of a stream entry; "?" for whatever the entry lacks. */
+struct alert_row {
+    json_node_t *doc;           /* owned; NULL: the entry is not an alert object */
+    const char *id;             /* stream entry id, borrowed from the reply */
+    char time[10];              /* "12:00:00Z" or "?" */
+    const char *state, *severity, *manager, *message, *escalated_to; /* borrowed */
+    int digest;
+};
+
+static const char *field_or(const json_node_t *obj, const char *name, const char *dflt)
+{
+    const char *s = json_string(json_object_get(obj, name), NULL);
+    return s && s[0] ? s : dflt;
+}
+
+/* "2026-11-19T12:00:00Z" -> "12:00:00Z"; kpid writes UTC, so anything else is "?". */
+static void alert_time(char *out, size_t size, const char *ts)
+{
+    size_t n = ts ? strlen(ts) : 0;
+    if (n >= 20 && ts[10] == 'T' && ts[13] == ':' && ts[16] == ':' && ts[n - 1] == 'Z')
+        snprintf(out, size, "%.8sZ", ts + 11);
+    else
+        snprintf(out, size, "?");
+}
+
+/* entry: [id, [field, value, ...]] as XREVRANGE returns it. */
+static void alert_row_fill(struct alert_row *row, const redisReply *entry)
+{
+    *row = (struct alert_row){.state = "?", .severity = "?", .manager = "?", .message = "?"};
+    snprintf(row->time, sizeof row->time, "?");
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2)
+        return;
+    row->id = reply_str(entry->element[0]);
+    const char *text = hash_str(entry->element[1], "json");
+    char err[128];
+    row->doc = text ? json_parse(text, strlen(text), false, err, sizeof err) : NULL;
+    if (row->doc && json_kind(row->doc) != JSON_OBJECT) {
+        json_free(row->doc);
+        row->doc = NULL;
+    }
+    if (!row->doc)
+        return;
+    alert_time(row->time, sizeof row->time, field_or(row->doc, "ts", NULL));
+    row->state = field_or(row->doc, "state", "?");
+    row->severity = field_or(row->doc, "severity", "?");
+    /* The stream entry names the manager too: the fallback when the object does not. */
+    row->manager = field_or(row->doc, "manager", hash_str(entry->element[1], "manager"));
+    if (!row->manager || !row->manager[0])
+        row->manager = "?";
+    row->message = field_or(row->doc, "message", "?");
+    row->escalated_to = field_or(row->doc, "escalated_to", NULL);
+    row->digest = json_bool(json_object_get(row->doc, "digest"));
+}
+
+/* Text from Redis printed on one terminal line: control characters (an escaped "\n" in
+ * the JSON decodes to one) become spaces. */
+static void put_clean(const char *s, int width)
+{
+    int n = 0;
+    for (; *s; s++, n++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
+    for (; n < width; n++)
+        putchar(' ');
+}
+
+/* kpid's messages start with the manager ("ivanov: 2 meetings held ...", "ivanov
+ * (critical): ...", "ivanov is back on pace: ..."); the manager has a column of its own
+ * and the severity too, so they are not said twice. Other text is shown whole. */
+static const char *message_rest(const char *msg, const char *manager, const char *severity)
+{
+    size_t n = strlen(manager);
+    if (strncmp(msg, manager, n) || (msg[n] != ':' && msg[n] != ' '))
+        return msg;
+    const char *s = msg + n;
+    char sev[40];
+    snprintf(sev, sizeof sev, " (%s)", severity);
+    if (!strncmp(s, sev, strlen(sev)))
+        s += strlen(sev);
+    if (s[0] == ':')
+        s++;
+    return s[0] == ' ' ? s + 1 : s;
+}
+
+static void alert_row_show(const struct alert_row *row, int wm)
+{
+    if (!row->doc) {
+        printf("%-9s entry %s is not an alert\n", "?", row->id ? row->id : "?");
+        return;
+    }
+    printf("%-9s %-8s %-8s ", row->time,
+           !strcmp(row->state, "firing") ? "FIRING" : !strcmp(row->state, "resolved") ? "RESOLVED"
+                                                                                        : "?",
+           row->severity);
+    put_clean(row->manager, wm);
+    putchar(' ');
+    if (row->escalated_to) {
+        printf("[→ ");
+        put_clean(row->escalated_to, 0);
+        printf("] ");
+    }
+    if (row->digest)
+        printf("[digest] ");
+    put_clean(message_rest(row->message, row->manager, row->severity), 0);
+    putchar('\n');
+}
+
+/* The managers whose firing hashes are counted: those seen in events and those
+ * configured (kpid evaluates both), each once. Pointers borrowed from members and cfg. */
+static const char **alert_managers(const config_t *cfg, const redisReply *members, size_t *n)
+{
+    const char **ids = calloc(members->elements + cfg->n_managers + 1, sizeof *ids);
+    *n = 0;
+    for (size_t i = 0; ids && i < cfg->n_managers; i++)
+        ids[(*n)++] = cfg->managers[i].id;
+    for (size_t i = 0; ids && i < members->elements; i++) {
+        const char *m = reply_str(members->element[i]);
+        if (m && !config_manager_find(cfg, m))
+            ids[(*n)++] = m;
+    }
+    return ids;
+}
+
+/* One round trip for the firing hashes: "firing now: K alerts for M managers". */
+static int alerts_firing(redisContext *c, const config_t *cfg, const redisReply *members)
+{
+    size_t n = 0;
+    const char **ids = alert_managers(cfg, members, &n);
+    redisReply **rep = calloc(n ? n : 1, sizeof *rep);
+    if (!ids || !rep) {
+        fprintf(stderr, "kpictl: out of memory\n");
+        free(rep);
+        free(ids);
+        return 1;
+    }
+    struct pipe p = {c, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        char key[KEYS_MAX];
+        keys_scope(key, sizeof key, cfg->redis_prefix, SCOPE_MANAGER, ids[i], "alerts");
+        const char *argv[] = {"HLEN", key};
+        pipe_cmd(&p, 2, argv);
+    }
+    int rc = 1;
+    if (pipe_read(&p, rep) == 0) {
+        long long alerts = 0, managers = 0;
+        for (size_t i = 0; i < n; i++) {
+            alerts += rep[i]->integer;
+            managers += rep[i]->integer > 0;
+        }
+        printf("firing now: %lld alert%s for %lld manager%s\n", alerts, alerts == 1 ? "" : "s",
+               managers, managers == 1 ? "" : "s");
+        replies_free(rep, n);
+        rc = 0;
+    }
+    free(rep);
+    free(ids);
+    return rc;
+}
+
+static int print_alerts(redisContext *c, const config_t *cfg, long n)
+{
+    char stream[KEYS_MAX], members[KEYS_MAX], count[24];
+    keys_global(stream, sizeof stream, cfg->redis_prefix, "alerts");
+    keys_global(members, sizeof members, cfg->redis_prefix, "managers");
+    snprintf(count, sizeof count, "%ld", n);
+    const char *range[] = {"XREVRANGE", stream, "+", "-", "COUNT", count},
+               *len[] = {"XLEN", stream}, *smembers_argv[] = {"SMEMBERS", members};
+    struct pipe p = {c, 0, 0};
+    pipe_cmd(&p, 6, range);
+    pipe_cmd(&p, 2, len);
+    pipe_cmd(&p, 2, smembers_argv);
+    redisReply *rep[3] = {NULL, NULL, NULL};
+    if (pipe_read(&p, rep) != 0)
+        return 1;
+    size_t shown = rep[0]->type == REDIS_REPLY_ARRAY ? rep[0]->elements : 0;
+    struct alert_row *rows = calloc(shown ? shown : 1, sizeof *rows);
+    int rc = 1;
+    if (rows && rep[2]->type == REDIS_REPLY_ARRAY) {
+        size_t wm = 0;
+        for (size_t i = 0; i < shown; i++) {
+            /* XREVRANGE gives the newest first; the screen reads down to the newest. */
+            alert_row_fill(&rows[i], rep[0]->element[shown - 1 - i]);
+            if (rows[i].doc && strlen(rows[i].manager) > wm)
+                wm = strlen(rows[i].manager);
+        }
+        printf("last %zu of %lld alerts, newest last (times UTC)\n", shown, rep[1]->integer);
+        for (size_t i = 0; i < shown; i++)
+            alert_row_show(&rows[i], clamp_width(wm, ALERT_MANAGER_MIN, ALERT_MANAGER_MAX));
+        if (shown == 0)
+            printf("          (no alerts yet)\n");
+        rc = alerts_firing(c, cfg, rep[2]);
+    } else {
+        fprintf(stderr, "kpictl: %s\n", rows ? "redis: SMEMBERS did not return a set"
+                                             : "out of memory");
+    }
+    for (size_t i = 0; rows && i < shown; i++)
+        json_free(rows[i].doc);
+    free(rows);
+    replies_free(rep, 3);
+    return rc;
+}
+
 /* ---- main ---- */
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The first round trip of a screen: kpid's "now" (one HGET, with the event clock only)
+ * and, when members is given, every manager seen (SMEMBERS, the board's rows). Before
+ * kpid applied any event the event clock falls back to the wall clock. 0, or -1 after
+ * printing why. */
+static int read_now(redisContext *c, const config_t *cfg, redisReply **members, int64_t *now_ms)
+{
+    char meta[KEYS_MAX], set[KEYS_MAX];
+    keys_global(meta, sizeof meta, cfg->redis_prefix, "meta");
+    keys_global(set, sizeof set, cfg->redis_prefix, "managers");
+    struct pipe p = {c, 0, 0};
+    if (members) {
+        const char *smembers_argv[] = {"SMEMBERS", set};
+        pipe_cmd(&p, 2, smembers_argv);
+    }
+    if (cfg->alerts_event_clock)
+        pipe_hget(&p, meta, "last_event_ts");
+    redisReply *rep[2] = {NULL, NULL};
+    *now_ms = wall_now_ms();
+    if (p.n && pipe_read(&p, rep) != 0)
+        return -1;
+    if (members && rep[0]->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "kpictl: redis: SMEMBERS did not return a set\n");
+        replies_free(rep, p.n);
+        return -1;
+    }
+    const char *ts = cfg->alerts_event_clock ? reply_str(rep[members ? 1 : 0]) : NULL;
+    if (ts)
+        *now_ms = strtoll(ts, NULL, 10);
+    if (members)
+        *members = rep[0];
+    if (cfg->alerts_event_clock)
+        freeReplyObject(rep[members ? 1 : 0]);
+    return 0;
+}
 
 static int run_once(redisContext *c, const config_t *cfg, const struct opts *o)
 {
     if (!strcmp(o->command, "meta"))
         return print_meta(c, cfg);
-    struct periods_now pn;
-    if (periods_now_init(&pn, cfg) != 0)
+    if (!strcmp(o->command, "alerts"))
+        return print_alerts(c, cfg, o->top_n ? o->top_n : 10);
+    int board = !strcmp(o->command, "board");
+    redisReply *members = NULL;
+    int64_t now_ms;
+    if (read_now(c, cfg, board ? &members : NULL, &now_ms) != 0)
         return 1;
+    struct periods_now pn;
+    if (periods_now_init(&pn, cfg, now_ms) != 0) {
+        if (members)
+            freeReplyObject(members);
+        return 1;
+    }
     int rc;
-    if (!strcmp(o->command, "board"))
-        rc = print_board(c, cfg, &pn, o->kind < 0 ? PERIOD_DAY : (enum period_kind)o->kind);
+    if (board)
+        rc = print_board(c, cfg, &pn, o->kind < 0 ? PERIOD_DAY : (enum period_kind)o->kind,
+                         members);
     else if (!strcmp(o->command, "funnel"))
         rc = print_funnel(c, cfg, &pn, o->kind < 0 ? PERIOD_MONTH : (enum period_kind)o->kind,
                           o->scope);
@@ -716,6 +966,8 @@ static int run_once(redisContext *c, const config_t *cfg, const struct opts *o)
         rc = print_top(c, cfg, &pn, o->kind < 0 ? PERIOD_DAY : (enum period_kind)o->kind,
                        o->metric ? o->metric : "touches", o->top_n ? o->top_n : 10);
     periods_now_free(&pn);
+    if (members)
+        freeReplyObject(members);
     return rc;
 }
 
@@ -725,7 +977,7 @@ int main(int argc, char **argv)
     if (opts_parse(argc, argv, &o) != 0)
         return 2;
     if (strcmp(o.command, "meta") && strcmp(o.command, "board") && strcmp(o.command, "funnel") &&
-        strcmp(o.command, "top")) {
+        strcmp(o.command, "top") && strcmp(o.command, "alerts")) {
         usage();
         return 2;
     }
