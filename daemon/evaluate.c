@@ -78,14 +78,19 @@ int eval_send(redisContext *rc, struct cmdbuf *c)
     int argc = (int)(c->n - c->start);
     int rv = argc > 0 && !c->oom ? redisAppendCommandArgv(rc, argc, c->argv + c->start, NULL) : -1;
     c->n = c->start = 0;
-    if (rv != REDIS_OK)
+    if (rv != REDIS_OK) {
+        /* Replies are read by count: a command not sent must abort the whole pipeline. */
+        c->oom = true;
         return -1;
+    }
     c->sent++;
     return 0;
 }
+
 /* ---- per-manager view of a pass ---------------------------------------------------- */
 
 evaluator_t *evaluate_new(void) { return calloc(1, sizeof(evaluator_t)); }
+
 static void views_release(evaluator_t *e, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -131,11 +136,14 @@ void evaluate_set_world(evaluator_t *e, const struct evaluate_world *world)
         targets_observed_pairs(world->targets, e->pairs, e->n_pairs);
 }
 
+/* Also the way out of a half-built pipeline: a new connection starts clean. */
 void eval_disconnect(evaluator_t *e)
 {
     if (e->redis)
         redisFree(e->redis);
     e->redis = NULL;
+    e->cmd.n = e->cmd.start = 0;
+    e->cmd.oom = false;
 }
 
 redisReply *eval_read(evaluator_t *e, char *err, size_t errlen)

@@ -95,6 +95,11 @@ int eval_scopes(evaluator_t *e, const char *const *teams, size_t n_teams, int64_
             eval_send(e->redis, c);
         }
     int rc = 0;
+    if (c->oom || e->arena.oom) {
+        snprintf(err, errlen, "out of memory");
+        eval_disconnect(e);
+        rc = -1;
+    }
     for (size_t i = 0; i <= n_teams && rc == 0; i++)
         for (int p = 0; p < PERIOD_KINDS && rc == 0; p++) {
             struct kind_view *k = &views[i].k[p];
@@ -125,6 +130,12 @@ int eval_scopes(evaluator_t *e, const char *const *teams, size_t n_teams, int64_
                              now, k->targets, k->n_targets, k);
             }
         size_t replies = c->sent;
+        if (c->oom || e->arena.oom) {
+            /* Some commands were not queued: the replies cannot be matched any more. */
+            snprintf(err, errlen, "out of memory");
+            eval_disconnect(e);
+            rc = -1;
+        }
         for (size_t i = 0; i < replies && rc == 0; i++) {
             redisReply *r = eval_read(e, err, errlen);
             if (!r)
@@ -214,6 +225,11 @@ static int observed_scope(evaluator_t *e, enum scope_kind kind, const char *name
             eval_arg(c, e->pairs[p][1]);
         }
         eval_send(e->redis, c);
+    }
+    if (c->oom || e->arena.oom) {
+        snprintf(err, errlen, "out of memory");
+        eval_disconnect(e);
+        return -1;
     }
     /* sums[2p] of pair p's previous metric, sums[2p + 1] of its own */
     double *sums = calloc(2 * e->n_pairs, sizeof *sums);

@@ -373,3 +373,32 @@ def test_two_kpid_wall_clock_send_each_alert_once_across_a_kill(env):
     firing = {m for m in managers if c.hlen("kpi:mgr:{%s}:alerts" % m)}
     assert firing == set(managers[10:])
     assert env.sanitizer_reports() == {}
+
+
+def test_score_and_bonus_in_kpi(env):
+    """kpi_score and bonus in the manager's :kpi of the score's period, worked by hand:
+    meetings 9 of 10 (90 %: band from 80, 0.9), touches 9 + 120 + 1 = 130 of 100 (130 %: above
+    120, 1.2), proposals 2 of 4 (50 %: below every band, 0). Score 0.45 x 0.9 + 0.30 x 1.2
+    + 0.25 x 0 = 0.765; bonus 30000 x 0.765 = 22950."""
+    config = {
+        "time_zone": "UTC",
+        "retention": {"day_s": RET_DAY, "week_s": RET_WEEK},
+        "managers": {"ivanov": {}},
+        "targets": {"default": {"meetings_held": {"m": 10}, "touches": {"m": 100},
+                                "stage:proposal": {"m": 4}}},
+        "kpi_score": {"period": "m", "budget": 30000,
+                      "weights": {"meetings_held": 0.45, "touches": 0.30, "stage:proposal": 0.25},
+                      "bands": [{"from": 80, "coef": 0.9}, {"from": 100, "coef": 1.0},
+                                {"above": 120, "coef": 1.2}]},
+        "alerts": {"clock": "event", "eval_interval_s": 60},
+    }
+    w = Walk(env, config, clock="ivanov")
+    events = held("ivanov", "2026-11-10T10:00:00Z", 9)
+    events += [email_at("ivanov", "2026-11-10T11:00:00Z") for _ in range(120)]
+    events += [deal_ev("p%d" % i, "ivanov", "2026-11-10T12:00:00Z", "P%d" % i, "proposal")
+               for i in range(2)]
+    # 120 e-mails and the clock's connected 60 s call: 121 touches besides the meetings.
+    assert w.step("2026-11-12T10:00:00Z", events) == []
+    kpi = w.kpi("kpi:mgr:{ivanov}:m:2026-11:kpi")
+    assert (kpi["kpi_score"], kpi["bonus"]) == ("0.765", "22950"), kpi
+    assert kpi["touches:target"] == "100" and kpi["meetings_held:target"] == "10"
