@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "notify_impl.h"
+#include "source.h"
 
 /* ---- delivery outcomes ---------------------------------------------------------------- */
 
@@ -42,15 +43,7 @@ void notify_failed(notify_t *n, struct channel *ch, struct entry *e, int64_t now
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    /* kafka.properties are shared with the consumer, whose settings this producer ignores. */
-    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this"))
-        return;
-    if (level <= 3)
-        log_error("kafka alerts producer %s: %s", fac, buf);
-    else if (level <= 4)
-        log_warn("kafka alerts producer %s: %s", fac, buf);
-    else
-        log_debug("kafka alerts producer %s: %s", fac, buf);
+    source_kafka_log("kafka alerts producer", level, fac, buf);
 }
 
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -77,19 +77,24 @@ const char *source_topic_name(const source_t *src, int topic)
     return topic >= 0 && (size_t)topic < src->n_topics ? src->topics[topic].name : "?";
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void source_kafka_log(const char *who, int level, const char *fac, const char *buf)
 {
-    (void)rk;
-    /* kafka.properties feed both the consumer and the DLQ producer; each ignores the
-     * other's settings, which is expected and not worth a warning. */
+    /* kafka.properties feed every kpid client (consumer, DLQ and alerts producers); each
+     * ignores the others' settings, which is expected and not worth a warning. */
     if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this"))
         return;
     if (level <= 3)
-        log_error("kafka %s: %s", fac, buf);
+        log_error("%s %s: %s", who, fac, buf);
     else if (level <= 4)
-        log_warn("kafka %s: %s", fac, buf);
+        log_warn("%s %s: %s", who, fac, buf);
     else
-        log_debug("kafka %s: %s", fac, buf);
+        log_debug("%s %s: %s", who, fac, buf);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    source_kafka_log("kafka", level, fac, buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -81,4 +81,8 @@ void source_commit_copy(source_t *src, batch_t *batch);
 
 const char *source_topic_name(const source_t *src, int topic);
 
+/* A librdkafka log line of any kpid client in kpid's log, prefixed with `who` ("kafka"),
+ * its level mapped to kpid's; the warnings that shared kafka.properties cause are dropped. */
+void source_kafka_log(const char *who, int level, const char *fac, const char *buf);
+
 #endif
