@@ -11,6 +11,7 @@
 #include "config_impl.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "period.h"
 
 #define CONFIG_MAX_FILE_BYTES (64u << 20)
@@ -367,10 +368,73 @@ static void read_str_array(struct vctx *v, const json_node_t *obj, const char *k
     cfg_path_pop(v, saved);
 }
 
+/* A flat object of string-ish values into key/value pairs. value_of returns the value's
+ * text, or NULL after reporting what is wrong with it. */
+static void read_kv_map(struct vctx *v, const json_node_t *parent, const char *name,
+                        struct config_kv **out, size_t *n_out,
+                        const char *(*value_of)(struct vctx *, const json_node_t *, const char *))
+{
+    size_t s2;
+    const json_node_t *p = cfg_read_obj(v, parent, name, false, &s2);
+    cfg_check_keys(v, p, NULL);
+    size_t n = json_object_len(p);
+    *out = n ? calloc(n, sizeof **out) : NULL;
+    if (n && !*out)
+        v->oom = true;
+    for (size_t i = 0; *out && i < n; i++) {
+        size_t klen;
+        const char *key = json_object_key_at(p, i, &klen);
+        const json_node_t *val = json_object_value_at(p, i);
+        if (json_object_key_is_dup(p, i))
+            continue;
+        size_t s3 = cfg_path_key(v, key, klen);
+        const char *text = value_of(v, val, key);
+        if (text) {
+            struct config_kv *kv = &(*out)[*n_out];
+            kv->key = cfg_dup(v, key);
+            kv->value = cfg_dup(v, text);
+            (*n_out)++; /* counted even when half-filled: config_free frees */
+        }
+        cfg_path_pop(v, s3);
+    }
+    cfg_path_pop(v, s2);
+}
+
+/* kafka.properties: passed to librdkafka as text. */
+static const char *property_value(struct vctx *v, const json_node_t *val, const char *key)
+{
+    (void)key;
+    const char *text = json_kind(val) == JSON_STRING ? json_string(val, NULL)
+                       : json_kind(val) == JSON_NUMBER ? json_number_literal(val)
+                       : json_kind(val) == JSON_BOOL ? (json_bool(val) ? "true" : "false")
+                       : NULL;
+    if (!text)
+        ERR(v, val, "must be a string, number or boolean");
+    return text;
+}
+
+/* kafka.property_files: {"sasl.password": "kafka-sasl-password"}. The files are read by
+ * config_load_file (config_secrets.c); here only the shape is checked. */
+static const char *property_file_value(struct vctx *v, const json_node_t *val, const char *key)
+{
+    const config_t *c = v->cfg;
+    const char *file = cfg_node_str(v, val, false);
+    for (size_t j = 0; file && j < c->n_kafka_properties; j++)
+        if (strcmp(c->kafka_properties[j].key, key) == 0) {
+            ERR(v, val, "also set in kafka.properties; keep the secret in the file only");
+            return NULL;
+        }
+    if (file && !*file) {
+        ERR(v, val, "must be a file name");
+        return NULL;
+    }
+    return file;
+}
+
 static void read_kafka(struct vctx *v, const json_node_t *root)
 {
     static const char *const keys[] = {"brokers", "topics", "group", "dlq_topic",
-                                       "alerts_topic", "properties", NULL};
+                                       "alerts_topic", "properties", "property_files", NULL};
     config_t *c = v->cfg;
     size_t saved;
     const json_node_t *k = cfg_read_obj(v, root, "kafka", true, &saved);
@@ -382,43 +446,18 @@ static void read_kafka(struct vctx *v, const json_node_t *root)
         cfg_read_str(v, k, "dlq_topic", false, false, &c->kafka_dlq_topic);
         cfg_read_str(v, k, "alerts_topic", false, false, &c->kafka_alerts_topic);
 
-        size_t s2;
-        const json_node_t *p = cfg_read_obj(v, k, "properties", false, &s2);
-        cfg_check_keys(v, p, NULL);
-        size_t n = json_object_len(p);
-        c->kafka_properties = n ? calloc(n, sizeof *c->kafka_properties) : NULL;
-        if (n && !c->kafka_properties)
-            v->oom = true;
-        for (size_t i = 0; c->kafka_properties && i < n; i++) {
-            size_t klen;
-            const char *key = json_object_key_at(p, i, &klen);
-            const json_node_t *val = json_object_value_at(p, i);
-            if (json_object_key_is_dup(p, i))
-                continue;
-            size_t s3 = cfg_path_key(v, key, klen);
-            const char *text = json_kind(val) == JSON_STRING ? json_string(val, NULL)
-                               : json_kind(val) == JSON_NUMBER ? json_number_literal(val)
-                               : json_kind(val) == JSON_BOOL ? (json_bool(val) ? "true" : "false")
-                               : NULL;
-            if (!text) {
-                ERR(v, val, "must be a string, number or boolean");
-            } else {
-                struct config_kv *kv = &c->kafka_properties[c->n_kafka_properties];
-                kv->key = cfg_dup(v, key);
-                kv->value = cfg_dup(v, text);
-                c->n_kafka_properties++; /* counted even when half-filled: config_free frees */
-            }
-            cfg_path_pop(v, s3);
-        }
-        cfg_path_pop(v, s2);
+        read_kv_map(v, k, "properties", &c->kafka_properties, &c->n_kafka_properties,
+                    property_value);
+        read_kv_map(v, k, "property_files", &c->kafka_property_files,
+                    &c->n_kafka_property_files, property_file_value);
     }
     cfg_path_pop(v, saved);
 }
 
 static void read_redis(struct vctx *v, const json_node_t *root)
 {
-    static const char *const keys[] = {"host", "port", "db", "user", "password", "prefix",
-                                       "timeout_ms", NULL};
+    static const char *const keys[] = {"host", "port", "db", "user", "password",
+                                       "password_file", "prefix", "timeout_ms", NULL};
     config_t *c = v->cfg;
     size_t saved;
     const json_node_t *r = cfg_read_obj(v, root, "redis", false, &saved);
@@ -429,6 +468,14 @@ static void read_redis(struct vctx *v, const json_node_t *root)
         read_int_field(v, r, "db", 0, INT_MAX, &c->redis_db);
         cfg_read_str(v, r, "user", false, true, &c->redis_user);
         cfg_read_str(v, r, "password", false, true, &c->redis_password);
+        if (cfg_read_str(v, r, "password_file", false, true, &c->redis_password_file) == 1 &&
+            c->redis_password_file && (c->redis_password || !*c->redis_password_file)) {
+            size_t s2 = cfg_path_key(v, "password_file", 13);
+            ERR(v, json_object_get(r, "password_file"),
+                c->redis_password ? "password and password_file exclude each other"
+                                  : "must be a file name");
+            cfg_path_pop(v, s2);
+        }
         if (cfg_read_str(v, r, "prefix", false, false, &c->redis_prefix) == 1 &&
             !cfg_charset_ok(CS_PREFIX, c->redis_prefix)) {
             size_t s2 = cfg_path_key(v, "prefix", 6);
@@ -737,6 +784,34 @@ static void read_scalars(struct vctx *v, const json_node_t *root)
     }
 }
 
+/* "metrics": null or absent: no endpoint; an object: listen defaults to loopback. */
+static void read_metrics(struct vctx *v, const json_node_t *root)
+{
+    static const char *const keys[] = {"listen", NULL};
+    config_t *c = v->cfg;
+    size_t saved;
+    const json_node_t *m = json_object_get(root, "metrics");
+    if (!m || json_kind(m) == JSON_NULL)
+        return;
+    m = cfg_read_obj(v, root, "metrics", false, &saved);
+    if (m) {
+        cfg_check_keys(v, m, keys);
+        c->metrics_listen = cfg_dup(v, "127.0.0.1:9464");
+        if (cfg_read_str(v, m, "listen", false, true, &c->metrics_listen) == 1 &&
+            c->metrics_listen) {
+            char host[64], why[256];
+            int port;
+            if (metrics_parse_listen(c->metrics_listen, host, sizeof host, &port, why,
+                                     sizeof why) != 0) {
+                size_t s2 = cfg_path_key(v, "listen", 6);
+                ERR(v, json_object_get(m, "listen"), "%s", why);
+                cfg_path_pop(v, s2);
+            }
+        }
+    }
+    cfg_path_pop(v, saved);
+}
+
 /* ---- defaults, index, load, free ------------------------------------------------------ */
 
 static void set_defaults(struct vctx *v)
@@ -865,6 +940,13 @@ void config_free(config_t *c)
         free(c->kafka_properties[i].value);
     }
     free(c->kafka_properties);
+    for (size_t i = 0; i < c->n_kafka_property_files; i++) {
+        free(c->kafka_property_files[i].key);
+        free(c->kafka_property_files[i].value);
+    }
+    free(c->kafka_property_files);
+    free(c->redis_password_file);
+    free(c->kafka_group_id);
     free(c->redis_host);
     free(c->redis_user);
     free(c->redis_password);
@@ -889,6 +971,7 @@ void config_free(config_t *c)
         free(c->stages[i].name);
     free(c->stages);
     free(c->log_level);
+    free(c->metrics_listen);
     cfg_goals_free(c);
     if (c->index) {
         free(c->index->teams.slots);
@@ -944,7 +1027,8 @@ int config_load_string(const char *text, size_t len, config_t **out, char *err, 
     static const char *const root_keys[] = {
         "kafka", "redis", "time_zone", "teams", "managers", "internal", "touch_min_call_s",
         "dedup_window_s", "future_skew_s", "stages", "batch", "max_message_bytes",
-        "retention", "log_level", "calendar", "targets", "plans", "kpi_score", "alerts", NULL};
+        "retention", "log_level", "calendar", "targets", "plans", "kpi_score", "alerts",
+        "metrics", NULL};
     struct vctx v = {.path = "$", .plen = 1};
     v.cfg = calloc(1, sizeof *v.cfg);
     if (v.cfg)
@@ -965,6 +1049,7 @@ int config_load_string(const char *text, size_t len, config_t **out, char *err, 
         read_stages(&v, root);
         v.stages_bad = v.n_errs > before;
         read_scalars(&v, root);
+        read_metrics(&v, root);
         cfg_read_goals(&v, root);
     }
     json_free(root);
@@ -1020,5 +1105,10 @@ int config_load_file(const char *path, config_t **out, char *err, size_t errlen)
     }
     int rc = config_load_string(buf, size, out, err, errlen);
     free(buf);
+    if (rc == 0 && config_read_secrets(*out, err, errlen) != 0) {
+        config_free(*out);
+        *out = NULL;
+        return -1;
+    }
     return rc;
 }

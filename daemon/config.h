@@ -111,18 +111,23 @@ typedef struct config {
     char *kafka_brokers;
     char **kafka_topics;
     size_t n_kafka_topics;
-    char *kafka_group;
+    char *kafka_group;                   /* also names the offsets and fence keys */
+    char *kafka_group_id;                /* not in the file: Kafka group.id when it differs
+                                          * from kafka_group (kpid --rebuild); NULL: same */
     char *kafka_dlq_topic;
     char *kafka_alerts_topic;
-    struct config_kv *kafka_properties;  /* passed to librdkafka as-is */
+    struct config_kv *kafka_properties;  /* passed to librdkafka as-is, plus property_files */
     size_t n_kafka_properties;
+    struct config_kv *kafka_property_files; /* property -> file holding its value (secrets) */
+    size_t n_kafka_property_files;
 
     /* redis */
     char *redis_host;
     int redis_port;
     int redis_db;
     char *redis_user;                    /* NULL: no ACL user */
-    char *redis_password;                /* NULL: no AUTH */
+    char *redis_password;                /* NULL: no AUTH; from password_file when given */
+    char *redis_password_file;           /* NULL: none */
     char *redis_prefix;                  /* default "kpi" */
     int redis_timeout_ms;                /* connect and command timeout, default 5000 */
 
@@ -149,6 +154,7 @@ typedef struct config {
     int64_t retention_day_s;             /* day keys live this long after the day, default 120 d */
     int64_t retention_week_s;            /* week keys, default 2 years (730 d) */
     char *log_level;                     /* "error", "warn", "info" (default), "debug" */
+    char *metrics_listen;                /* "127.0.0.1:9464"; NULL: no HTTP endpoint */
 
     /* section 7: targets, pacing, score, alerts */
     struct config_calendar calendar;     /* default: mon-fri 09:00-18:00, no holidays */

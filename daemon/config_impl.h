@@ -105,4 +105,8 @@ void cfg_read_period(struct vctx *v, const json_node_t *obj, const char *key,
 void cfg_read_num(struct vctx *v, const json_node_t *obj, const char *key, bool required,
                   double lo, bool above_lo, double hi, double *out);
 
+/* config_secrets.c: reads redis.password_file and kafka.property_files into
+ * redis_password and kafka_properties. Errors name the key and the file. */
+int config_read_secrets(config_t *c, char *err, size_t errlen);
+
 #endif

@@ -512,7 +512,7 @@ static int run_chunk(evaluator_t *e, const char *const *ids, size_t n, int64_t n
     for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
         views_release(e, n);
         eval_arena_clear(&e->arena);
-        struct chunk_totals mine = {0, 0};
+        struct chunk_totals mine = {0};
         bool oom = false;
         char stream[KEYS_MAX];
         keys_global(stream, sizeof stream, cfg->redis_prefix, "alerts");
@@ -540,6 +540,7 @@ static int run_chunk(evaluator_t *e, const char *const *ids, size_t n, int64_t n
         if (rc == 1) {
             tot->alerts += mine.alerts;
             tot->queued += mine.queued;
+            tot->resolved += mine.resolved;
             rc = 0;
             break;
         }
@@ -659,7 +660,7 @@ int evaluate_pass(evaluator_t *e, const char *const *managers, size_t n, int64_t
         return -1;
     }
     n_ids = unique(ids, n_ids);
-    struct chunk_totals tot = {0, 0};
+    struct chunk_totals tot = {0};
     int rc = managers ? 0 : eval_observed_refresh(e, ids, n_ids, now, err, errlen);
     for (size_t at = 0; at < n_ids && rc == 0; at += CHUNK_MANAGERS)
         rc = run_chunk(e, ids + at, n_ids - at < CHUNK_MANAGERS ? n_ids - at : CHUNK_MANAGERS,
@@ -691,6 +692,7 @@ int evaluate_pass(evaluator_t *e, const char *const *managers, size_t n, int64_t
     res->managers = n_ids;
     res->alerts = tot.alerts;
     res->queued = tot.queued;
+    res->resolved = tot.resolved;
     return rc;
 }
 

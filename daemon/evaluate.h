@@ -46,6 +46,7 @@ struct evaluate_result {
     int64_t now_ms;     /* the instant evaluated (-1: event clock, no event applied yet) */
     size_t managers;    /* managers evaluated */
     size_t alerts;      /* alert objects added to the stream */
+    size_t resolved;    /* of those, "resolved" ones (the rest are "firing") */
     size_t queued;      /* alert objects put in digests */
 };
 

@@ -213,6 +213,13 @@ static size_t step_rule(evaluator_t *e, struct mview *v, size_t r, int64_t now, 
 }
 
 
+/* The alert object's state (alert.c writes the key once, unescaped; inside a string
+ * value the quotes would be escaped). */
+static bool is_resolved_json(const char *json)
+{
+    return strstr(json, "\"state\":\"resolved\"") != NULL;
+}
+
 /* Queues (inside MULTI) what one manager's rules produce. */
 void eval_queue_alerts(evaluator_t *e, struct mview *v, const char *const *keys, int64_t now,
                          struct chunk_totals *tot, bool *any)
@@ -242,6 +249,7 @@ void eval_queue_alerts(evaluator_t *e, struct mview *v, const char *const *keys,
                 eval_arg(c, argv[a]);
             eval_send(e->redis, c);
             tot->alerts++;
+            tot->resolved += is_resolved_json(nl + 1);
         }
         eval_arg(c, "DEL");
         eval_arg(c, keys[1]);
@@ -278,6 +286,7 @@ void eval_queue_alerts(evaluator_t *e, struct mview *v, const char *const *keys,
                 for (size_t a = 0; a < 10; a++)
                     eval_arg(c, argv[a]);
                 tot->alerts++;
+                tot->resolved += is_resolved_json(out[i].json);
             }
             eval_send(e->redis, c);
             *any = true;

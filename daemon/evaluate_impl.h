@@ -93,6 +93,7 @@ struct evaluator {
 
 struct chunk_totals {
     size_t alerts, queued;
+    size_t resolved; /* of alerts */
 };
 
 /* evaluate.c: buffers, replies, keys, views */

@@ -1,5 +1,8 @@
 /* log: the one logging API. Lines go to stderr; under systemd (JOURNAL_STREAM set) each
- * line starts with a "<N>" syslog priority so journald files it at the right level. */
+ * line starts with a "<N>" syslog priority so journald files it at the right level.
+ * Warnings and errors are repeat-limited per kind (the text without its digits): 5 lines a
+ * minute, then one "... (repeated N times in 60 s)" line when the minute is over.
+ * Thread-safe. */
 #ifndef KPI_LOG_H
 #define KPI_LOG_H
 
@@ -9,6 +12,8 @@ enum log_level { LOG_LEVEL_ERROR = 3, LOG_LEVEL_WARN = 4, LOG_LEVEL_INFO = 6, LO
 
 void log_init(const char *progname);
 void log_set_level(enum log_level level);
+/* Prints the summaries of repeat windows that have ended; call about once a second. */
+void log_tick(void);
 /* Returns 0 and sets *level for "error", "warn", "info", "debug"; -1 otherwise. */
 int log_level_parse(const char *name, enum log_level *level);
 

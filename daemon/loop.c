@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "agg.h"
 #include "batch.h"
 #include "dealset.h"
@@ -14,6 +16,7 @@
 #include "evaluate.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "period.h"
 #include "sink.h"
@@ -31,6 +34,7 @@
 #define TOUCHED_EVAL_EVERY_MS 1000 /* managers a flush moved are evaluated this often */
 #define EVAL_RETRY_MS 5000
 #define NOTIFY_DRAIN_MS 2000
+#define STATUS_EVERY_MS 5000 /* systemd STATUS= line */
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -54,6 +58,7 @@ struct runtime {
 
 struct stats {
     uint64_t consumed, applied, invalid, duplicate, flushes, conflicts;
+    uint64_t internal; /* of applied */
     uint64_t flush_us, flush_us_max; /* time from sink_begin to EXEC's reply */
 };
 
@@ -97,6 +102,26 @@ struct loop {
     int64_t last_full_event_ms; /* event time of the last full pass (event clock) */
     struct notify_stats notify_at_last_stats;
     bool eval_failing;
+
+    bool rebuild;            /* kpid --rebuild: see loop_set_rebuild */
+    bool rebuild_caught_up;
+    int64_t rebuild_check_ms;
+
+    /* Observability: metrics.h figures (filled from the counters here once a second), the
+     * HTTP endpoint, systemd readiness, watchdog and status. */
+    struct metrics_values mv;
+    struct metrics_buf mtext;
+    metrics_server_t *http; /* NULL: no metrics.listen */
+    struct source_lag *lags;
+    struct metrics_lag *mlags;
+    size_t lags_cap;
+    uint64_t alerts_firing, alerts_resolved, reloads_ok, reloads_rejected;
+    int64_t last_flush_ms;
+    bool ready; /* READY=1 sent */
+    char redis_err[256]; /* why the last health probe failed; "" while it works */
+    uint64_t watchdog_us; /* WatchdogSec, 0 without */
+    int64_t next_kick_us, next_status_ms, status_at_ms, next_probe_ms;
+    uint64_t status_consumed;
 };
 
 static int64_t mono_us(void)
@@ -485,6 +510,10 @@ static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, in
     l->total.invalid += t->invalid;
     l->total.duplicate += t->duplicate;
     l->total.flushes++;
+    l->total.internal += t->internal;
+    l->last_flush_ms = wall_ms();
+    l->redis_err[0] = '\0'; /* a flush went through: whatever the last probe said is over */
+    metrics_observe_flush(&l->mv, (double)took / 1e6, batch_message_count(b));
     loop_note_touched(l, b);
     source_commit_copy(l->src, b);
     batch_clear(b);
@@ -773,6 +802,7 @@ static void loop_reload(loop_t *l)
     if (config_load_file(l->config_path, &cfg, err, sizeof err) != 0) {
         log_error("reload of %s rejected, the running configuration stays in force:\n%s",
                   l->config_path, err);
+        l->reloads_rejected++;
         return;
     }
     const config_t *old = l->rt.cfg;
@@ -782,12 +812,16 @@ static void loop_reload(loop_t *l)
         old->n_kafka_topics != cfg->n_kafka_topics)
         log_warn("reload: kafka brokers/group/topics and redis address/db/prefix cannot change "
                  "live; restart kpid to apply them");
+    if ((old->metrics_listen == NULL) != (cfg->metrics_listen == NULL) ||
+        (old->metrics_listen && strcmp(old->metrics_listen, cfg->metrics_listen) != 0))
+        log_warn("reload: metrics.listen cannot change live; restart kpid to apply it");
     /* Counted so far under the old rules: flush before switching. */
     if (!l->stalled)
         loop_flush(l, true);
     struct runtime rt;
     if (runtime_build(&rt, cfg, err, sizeof err) != 0) {
         log_error("reload of %s rejected: %s", l->config_path, err);
+        l->reloads_rejected++;
         return;
     }
     runtime_release(&l->rt);
@@ -802,6 +836,7 @@ static void loop_reload(loop_t *l)
         log_set_level(level);
     log_info("reloaded %s: %zu teams, %zu managers", l->config_path, l->rt.cfg->n_teams,
              l->rt.cfg->n_managers);
+    l->reloads_ok++;
 }
 
 /* Once per wall-clock hour (and at start): move every manager's rolling windows. */
@@ -871,6 +906,8 @@ static void loop_evaluate(loop_t *l, int64_t now)
         if (res.now_ms >= 0)
             l->last_full_event_ms = res.now_ms;
     }
+    l->alerts_resolved += res.resolved;
+    l->alerts_firing += res.alerts - res.resolved;
     if (res.alerts || res.queued) {
         log_info("alerts: %zu sent, %zu held for working hours (%zu managers evaluated)",
                  res.alerts, res.queued, res.managers);
@@ -878,15 +915,166 @@ static void loop_evaluate(loop_t *l, int64_t now)
     }
 }
 
+/* --- observability: metrics, /healthz, systemd --- */
+
+/* Once a second: probe Redis when idle, compute health, publish metrics, tell systemd. */
+static void loop_observe(loop_t *l, int64_t now)
+{
+    /* With nothing in flight no flush would notice Redis going away: ask it. A failed probe
+     * may have waited redis.timeout_ms (an address that drops packets): the loop spends at
+     * most a third of its time probing. */
+    if (!l->stalled && !l->checking && !l->committing && now >= l->next_probe_ms) {
+        char err[256];
+        if (sink_ping(l->sink, err, sizeof err) != 0) {
+            if (!l->redis_err[0])
+                log_warn("%s; /healthz fails until redis answers", err);
+            snprintf(l->redis_err, sizeof l->redis_err, "%s", err);
+            int64_t took = wall_ms() - now;
+            l->next_probe_ms = now + (took > 500 ? 3 * took : 0);
+        } else if (l->redis_err[0]) {
+            log_info("redis %s answers again", sink_address(l->sink));
+            l->redis_err[0] = '\0';
+        }
+    }
+    /* Connected is not enough: a PING answered with an error (LOADING, NOAUTH) fails too. */
+    bool redis_up = sink_connected(l->sink) && !l->redis_err[0];
+    const char *kafka_why = NULL;
+    bool kafka_up = source_kafka_up(l->src, &kafka_why);
+    if (!l->ready && redis_up && kafka_up) {
+        l->ready = true;
+        l->next_status_ms = 0;
+        sd_notify(0, "READY=1");
+    }
+
+    size_t owned = source_owned_count(l->src);
+    if (owned > l->lags_cap) {
+        struct source_lag *a = realloc(l->lags, owned * sizeof *a);
+        if (a)
+            l->lags = a;
+        struct metrics_lag *b = realloc(l->mlags, owned * sizeof *b);
+        if (b)
+            l->mlags = b;
+        if (a && b)
+            l->lags_cap = owned;
+    }
+    size_t n_lags = l->lags_cap ? source_lags(l->src, l->lags, l->lags_cap) : 0;
+    int64_t lag = n_lags == owned ? 0 : -1; /* -1: not known for every partition yet */
+    for (size_t i = 0; i < n_lags; i++) {
+        l->mlags[i] = (struct metrics_lag){l->lags[i].topic, l->lags[i].partition, l->lags[i].lag};
+        if (lag >= 0)
+            lag += l->lags[i].lag;
+    }
+
+    struct metrics_values *v = &l->mv;
+    struct sink_stats ss;
+    struct notify_stats ns;
+    sink_get_stats(l->sink, &ss);
+    notify_get_stats(l->notify, &ns);
+    v->events[METRICS_APPLIED] = l->total.applied - l->total.internal;
+    v->events[METRICS_INTERNAL] = l->total.internal;
+    v->events[METRICS_INVALID] = l->total.invalid;
+    v->events[METRICS_DUPLICATE] = l->total.duplicate;
+    v->dedup_hits = l->total.duplicate;
+    v->flushes = l->total.flushes;
+    v->flush_conflicts = l->total.conflicts;
+    v->redis_errors = ss.errors;
+    v->redis_reconnects = ss.reconnects;
+    v->alerts_firing = l->alerts_firing;
+    v->alerts_resolved = l->alerts_resolved;
+    v->deliveries[METRICS_KAFKA] = ns.kafka_delivered;
+    v->deliveries[METRICS_WEBHOOK] = ns.webhook_delivered;
+    v->delivery_failures[METRICS_KAFKA] = ns.kafka_failed;
+    v->delivery_failures[METRICS_WEBHOOK] = ns.webhook_failed;
+    v->alerts_lost = ns.lost;
+    v->reloads_ok = l->reloads_ok;
+    v->reloads_rejected = l->reloads_rejected;
+    v->redis_up = redis_up;
+    v->kafka_up = kafka_up;
+    v->paused = l->stalled;
+    v->partitions_owned = owned;
+    v->last_flush_s = (double)l->last_flush_ms / 1000.0;
+    v->lags = l->mlags;
+    v->n_lags = n_lags;
+
+    if (l->http) {
+        char why[512] = "";
+        if (!kafka_up)
+            snprintf(why, sizeof why, "kafka %s: %s", l->rt.cfg->kafka_brokers, kafka_why);
+        else if (!redis_up)
+            snprintf(why, sizeof why, "%s",
+                     l->redis_err[0] ? l->redis_err : "redis: not connected");
+        else if (l->stalled)
+            snprintf(why, sizeof why, "consumption paused: flushes failing, %zu messages held",
+                     loop_held(l));
+        if (metrics_render(v, &l->mtext) != 0)
+            log_warn("out of memory rendering /metrics; serving the previous text");
+        metrics_server_publish(l->http, &l->mtext, why[0] ? why : NULL);
+    }
+
+    if (now >= l->next_status_ms) {
+        double secs = (double)(now - l->status_at_ms) / 1000.0;
+        struct metrics_status st = {
+            .ready = l->ready,
+            .paused = l->stalled,
+            .redis_up = redis_up,
+            .kafka_up = kafka_up,
+            .redis_address = sink_address(l->sink),
+            .kafka_why = kafka_why,
+            .events_per_s = l->status_at_ms && secs > 0
+                                ? (double)(l->total.consumed - l->status_consumed) / secs
+                                : 0,
+            .lag = lag,
+            .partitions = owned,
+            .held = loop_held(l),
+        };
+        char line[300];
+        metrics_status_line(&st, line, sizeof line);
+        sd_notifyf(0, "STATUS=%s", line);
+        l->status_consumed = l->total.consumed;
+        l->status_at_ms = now;
+        l->next_status_ms = now + STATUS_EVERY_MS;
+    }
+}
+
+/* Every iteration: the heartbeat /healthz checks and the systemd watchdog. Only the loop
+ * feeds them, so a loop stuck anywhere stops both. */
+static void loop_alive(loop_t *l)
+{
+    if (l->http)
+        metrics_server_heartbeat(l->http);
+    if (l->watchdog_us) {
+        int64_t t = mono_us();
+        if (t >= l->next_kick_us) {
+            sd_notify(0, "WATCHDOG=1");
+            l->next_kick_us = t + (int64_t)(l->watchdog_us / 2);
+        }
+    }
+}
+
+/* RELOADING=1 before a reload, READY=1 after it (only once READY=1 was sent at all). */
+static void loop_notify_reload(loop_t *l, bool begin)
+{
+    if (!l->ready)
+        return;
+    if (begin)
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading %s",
+                   (long long)mono_us(), l->config_path);
+    else
+        sd_notify(0, "READY=1");
+    l->next_status_ms = 0;
+}
+
 static void loop_cron(loop_t *l, int64_t now)
 {
     l->next_cron_ms = now + 1000;
+    log_tick();
     loop_roll_windows(l, now);
     if (l->claims_pending) {
         l->claims_pending = false;
         if (source_retry_claims(l->src) != 0)
             l->claims_pending = true;
     }
+    loop_observe(l, now);
     if (now >= l->next_stats_ms) {
         struct stats d = l->total, p = l->at_last_stats;
         double secs = (STATS_EVERY_MS + (now - l->next_stats_ms)) / 1000.0;
@@ -987,7 +1175,40 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         loop_free(l);
         return NULL;
     }
+    l->mv.version = KPID_VERSION;
+    l->mv.start_time_s = (double)wall_ms() / 1000.0;
+    if (cfg->metrics_listen && !(l->http = metrics_server_start(cfg->metrics_listen, err, errlen))) {
+        loop_free(l);
+        return NULL;
+    }
+    if (cfg->metrics_listen)
+        log_info("metrics: http://%s/metrics and /healthz", cfg->metrics_listen);
+    if (sd_watchdog_enabled(0, &l->watchdog_us) <= 0)
+        l->watchdog_us = 0;
     return l;
+}
+
+void loop_set_rebuild(loop_t *l) { l->rebuild = true; }
+
+bool loop_rebuild_caught_up(const loop_t *l) { return l->rebuild_caught_up; }
+
+/* Every partition owned and consumed up to the high watermark its last fetch reported,
+ * nothing held: what the topics held when the rebuild started is in Redis. */
+static bool loop_check_caught_up(loop_t *l)
+{
+    size_t owned = source_owned_count(l->src);
+    if (l->stalled || loop_held(l) || l->checking || l->committing || owned == 0)
+        return false;
+    struct source_lag *lags = malloc(owned * sizeof *lags);
+    size_t n = lags ? source_lags(l->src, lags, owned) : 0;
+    bool at_end = n == owned;
+    for (size_t i = 0; at_end && i < n; i++)
+        at_end = lags[i].lag == 0;
+    free(lags);
+    if (!at_end)
+        return false;
+    /* Last, as it asks the cluster: are the owned partitions all there are? */
+    return source_partition_count(l->src) == owned;
 }
 
 void loop_free(loop_t *l)
@@ -1012,6 +1233,10 @@ void loop_free(loop_t *l)
     event_parser_free(l->parser);
     runtime_release(&l->rt);
     free(l->config_path);
+    metrics_server_stop(l->http);
+    metrics_buf_free(&l->mtext);
+    free(l->lags);
+    free(l->mlags);
     free(l);
 }
 
@@ -1026,7 +1251,13 @@ int loop_run(loop_t *l)
         int64_t now = wall_ms();
         if (reload_requested) {
             reload_requested = 0;
-            loop_reload(l);
+            if (l->rebuild) {
+                log_warn("SIGHUP ignored: a rebuild runs with the configuration it started with");
+            } else {
+                loop_notify_reload(l, true);
+                loop_reload(l);
+                loop_notify_reload(l, false);
+            }
         }
         if (now >= l->next_cron_ms)
             loop_cron(l, now);
@@ -1045,9 +1276,21 @@ int loop_run(loop_t *l)
             source_message_done(l->src, &msg);
         }
         now = wall_ms();
-        notify_poll(l->notify, now);
-        if (!l->stalled)
-            loop_evaluate(l, now);
+        loop_alive(l);
+        if (l->rebuild) {
+            /* History must not page anyone: no evaluation, no delivery. */
+            if (now >= l->rebuild_check_ms) {
+                l->rebuild_check_ms = now + 500;
+                if (loop_check_caught_up(l)) {
+                    l->rebuild_caught_up = true;
+                    break;
+                }
+            }
+        } else {
+            notify_poll(l->notify, now);
+            if (!l->stalled)
+                loop_evaluate(l, now);
+        }
         size_t held = batch_message_count(l->batch);
         if (l->stalled) {
             if (now >= l->retry_at_ms)
@@ -1065,6 +1308,7 @@ int loop_run(loop_t *l)
             loop_try_flush(l, now, false);
         }
     }
+    sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: flushing %zu held messages", loop_held(l));
     log_info("stopping: flushing %zu held messages", batch_message_count(l->batch));
     for (int attempt = 0; attempt < 3; attempt++) {
         if (loop_flush(l, true) == 0)

@@ -7,6 +7,8 @@
 #ifndef KPI_LOOP_H
 #define KPI_LOOP_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 typedef struct loop loop_t;
@@ -16,6 +18,12 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
 /* Runs until loop_request_stop; returns the process exit code (0 clean stop). */
 int loop_run(loop_t *loop);
 void loop_free(loop_t *loop);
+
+/* kpid --rebuild: no alert evaluation or delivery, no reload, and loop_run returns as
+ * soon as every partition is owned, consumed to its high watermark and flushed. */
+void loop_set_rebuild(loop_t *loop);
+/* After loop_run: whether it returned because the rebuild caught up (not on a signal). */
+bool loop_rebuild_caught_up(const loop_t *loop);
 
 /* Async-signal-safe. */
 void loop_request_stop(void);

@@ -90,8 +90,10 @@ void sink_disconnect(sink_t *s)
 {
     /* An EXEC may or may not have been applied: what we cached is no longer known. */
     sink_funnel_forget(s);
-    if (s->redis)
+    if (s->redis) {
+        s->errors++; /* every disconnect but the final one follows a failure */
         redisFree(s->redis);
+    }
     s->redis = NULL;
     s->watching = false;
     s->in_flight = false;
@@ -213,7 +215,26 @@ int sink_connect(sink_t *s, char *err, size_t errlen)
             return -1;
         }
     }
+    if (s->ever_connected)
+        s->reconnects++;
+    s->ever_connected = true;
     return 0;
+}
+
+void sink_get_stats(const sink_t *s, struct sink_stats *out)
+{
+    out->errors = s->errors;
+    out->reconnects = s->reconnects;
+}
+
+int sink_ping(sink_t *s, char *err, size_t errlen)
+{
+    if (s->redis && (s->in_flight || s->begin_pending || s->watching))
+        return 0;
+    if (sink_connect(s, err, errlen) != 0)
+        return -1;
+    const char *ping[] = {"PING"};
+    return sink_simple(s, err, errlen, 1, ping);
 }
 
 int sink_argv_reserve(sink_t *s, size_t n)

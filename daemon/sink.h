@@ -142,6 +142,17 @@ int sink_rolling_advance(sink_t *sink, int64_t now_ms, char *err, size_t errlen)
 /* Drops any WATCH (the caller abandoned a flush after sink_begin). */
 void sink_abort(sink_t *sink);
 
+/* For metrics: failures of the connection (failed connects, transport errors, timeouts)
+ * and successful connects after the first, since sink_new. */
+struct sink_stats {
+    uint64_t errors, reconnects;
+};
+void sink_get_stats(const sink_t *sink, struct sink_stats *out);
+
+/* Health probe for an idle connection: connects if needed and sends PING. 0 when Redis
+ * answered (or the connection is busy with a flush, which probes it anyway), -1 with err. */
+int sink_ping(sink_t *sink, char *err, size_t errlen);
+
 /* Redis commands sent since start (for the benchmark's commands-per-event figure). */
 uint64_t sink_commands_sent(const sink_t *sink);
 

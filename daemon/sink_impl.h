@@ -20,6 +20,8 @@ struct sink {
     int64_t dedup_window_ms, retention_day_s, retention_week_s;
 
     redisContext *redis; /* NULL while disconnected */
+    uint64_t errors, reconnects; /* for metrics: failures of this connection, reconnects after one */
+    bool ever_connected;
     char address[300];
     uint64_t commands;
     bool watching;

@@ -13,6 +13,7 @@ struct part_state {
     bool owned;         /* claimed in Redis and not fenced since */
     bool claim_pending; /* assigned while Redis was down: paused until claimed */
     int64_t token;
+    int64_t start; /* offset consumption started at (-1: the beginning), for the lag */
 };
 
 struct topic_state {
@@ -41,6 +42,9 @@ struct source {
     bool cooperative;
     struct dr_result *results;
     size_t n_results, cap_results;
+    /* Health: the group has answered once; librdkafka said every broker is down (it does
+     * not say when they are back: source_kafka_up probes). Written on the loop's thread. */
+    bool rebalanced, brokers_down;
 };
 
 static struct part_state *part_get(source_t *src, int topic, int32_t partition, bool create)
@@ -100,8 +104,9 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;
-    (void)opaque;
     /* Transport errors are retried by librdkafka; the operator only needs to know. */
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && opaque)
+        ((source_t *)opaque)->brokers_down = true;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         log_warn("kafka: all brokers down (%s); waiting for them to come back", reason);
     else
@@ -138,6 +143,7 @@ static void claim_assigned(source_t *src, rd_kafka_topic_partition_list_t *list)
                 ps->owned = true;
                 ps->claim_pending = false;
                 ps->token = tokens[k];
+                ps->start = offsets[k];
                 /* Never seen: the whole partition is history to count. */
                 e->offset = offsets[k] >= 0 ? offsets[k] : RD_KAFKA_OFFSET_BEGINNING;
                 log_info("assigned %s [%" PRId32 "] from offset %s%" PRId64, e->topic,
@@ -185,6 +191,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     source_t *src = opaque;
     src->cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    src->rebalanced = true;
+    src->brokers_down = false;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         claim_assigned(src, list);
         if (src->cooperative) {
@@ -324,7 +332,8 @@ source_t *source_new(const config_t *cfg, const struct source_owner_ops *ops, vo
                          forced_consumer[i][0]);
         conf_set(conf, forced_consumer[i][0], forced_consumer[i][1], err, errlen);
     }
-    if (conf_set(conf, "group.id", cfg->kafka_group, err, errlen) != 0) {
+    if (conf_set(conf, "group.id", cfg->kafka_group_id ? cfg->kafka_group_id : cfg->kafka_group,
+                 err, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         goto fail;
     }
@@ -418,6 +427,7 @@ int source_poll(source_t *src, int timeout_ms, source_message_t *msg)
         rd_kafka_message_destroy(m);
         return 0;
     }
+    src->brokers_down = false;
     int topic = -1;
     for (size_t i = 0; i < src->n_topics; i++)
         if (src->topics[i].last_rkt == m->rkt) {
@@ -554,6 +564,7 @@ int source_retry_claims(source_t *src)
             ps->claim_pending = false;
             ps->owned = true;
             ps->token = token;
+            ps->start = offset;
             log_info("claimed %s [%" PRId32 "] at offset %" PRId64 "; consuming it", ts->name, p,
                      offset);
             if (!src->paused_all)
@@ -635,4 +646,80 @@ void source_commit_copy(source_t *src, batch_t *batch)
     /* Best effort: redis holds the truth; this copy only feeds lag monitoring. */
     rd_kafka_commit(src->consumer, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+bool source_kafka_up(source_t *src, const char **why)
+{
+    if (!src->rebalanced) {
+        *why = "no group assignment yet";
+        return false;
+    }
+    if (src->brokers_down) {
+        /* librdkafka reports the outage but not its end: ask for metadata, briefly (this
+         * blocks the loop, but only while every broker is down). */
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(src->consumer, 0, NULL, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy(md);
+            src->brokers_down = false;
+            log_info("kafka: brokers answer again");
+        }
+    }
+    *why = src->brokers_down ? "all brokers down" : NULL;
+    return !src->brokers_down;
+}
+
+size_t source_lags(source_t *src, struct source_lag *out, size_t max)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < src->n_topics; t++)
+        for (int32_t p = 0; p < src->topics[t].n_parts; p++)
+            if (src->topics[t].parts[p].owned)
+                rd_kafka_topic_partition_list_add(l, src->topics[t].name, p);
+    size_t n = 0;
+    if (l->cnt == 0 || rd_kafka_position(src->consumer, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return 0;
+    }
+    for (int i = 0; i < l->cnt && n < max; i++) {
+        const rd_kafka_topic_partition_t *e = &l->elems[i];
+        int t = topic_index(src, e->topic);
+        const struct part_state *ps = part_get(src, t, e->partition, false);
+        int64_t lo, hi;
+        /* Cached from the last fetch response: no network. */
+        if (!ps || rd_kafka_get_watermark_offsets(src->consumer, e->topic, e->partition, &lo,
+                                                  &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        /* Nothing consumed since the assignment: where consumption starts. */
+        int64_t pos = e->offset >= 0 ? e->offset : ps->start >= 0 ? ps->start : lo;
+        if (pos < 0)
+            continue;
+        out[n++] = (struct source_lag){src->topics[t].name, e->partition,
+                                       hi > pos ? hi - pos : 0};
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return n;
+}
+
+size_t source_partition_count(source_t *src)
+{
+    /* From the cluster's metadata (one blocking request), not from the assignment: a
+     * member that was given only some partitions must not believe it has seen them all. */
+    size_t n = 0;
+    for (size_t t = 0; t < src->n_topics; t++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(src->consumer, src->topics[t].name, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        if (!rkt)
+            return 0;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(src->consumer, 0, rkt, &md, 5000);
+        rd_kafka_topic_destroy(rkt);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err) {
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            return 0;
+        }
+        n += (size_t)md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    return n;
 }

@@ -68,6 +68,22 @@ void source_resume_all(source_t *src);
 /* Retry the claims of partitions assigned while Redis was down. 0 when none is pending. */
 int source_retry_claims(source_t *src);
 size_t source_owned_count(const source_t *src);
+/* How many partitions the subscribed topics have, asked of the cluster (blocks up to 5 s
+ * per topic); 0 when it does not answer. */
+size_t source_partition_count(source_t *src);
+
+/* Health: false with a reason until the group's first assignment (even an empty one), and
+ * while librdkafka reports every broker down (then it probes, waiting at most 200 ms). */
+bool source_kafka_up(source_t *src, const char **why);
+
+struct source_lag {
+    const char *topic; /* owned by src */
+    int32_t partition;
+    int64_t lag;       /* high watermark - position */
+};
+/* The lag of each owned partition whose high watermark is known, from what librdkafka
+ * cached (no network). Returns how many were written to out (at most max). */
+size_t source_lags(source_t *src, struct source_lag *out, size_t max);
 
 /* Dead-letter topic: send a copy of an invalid message (state -> DLQ_IN_FLIGHT); delivery
  * reports move it to DLQ_ACKED or DLQ_FAILED when served by source_dlq_poll. */

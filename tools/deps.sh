@@ -2,7 +2,9 @@
 # build, tests and demo need, only when some are missing.
 KPI_PACKAGES="build-essential cmake pkg-config git ca-certificates tzdata
   librdkafka-dev libhiredis-dev libyajl-dev libcmocka-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libsystemd-dev python3-prometheus-client
   redis-server redis-tools kcat cppcheck valgrind
+  dpkg-dev groff-base
   python3 python3-confluent-kafka python3-redis python3-pytest"
 
 kpi_install_deps() {

@@ -545,10 +545,13 @@ DELETE = object()
 
 
 def write_config(path, cfg):
-    """Write a config dict as JSON; returns path."""
-    with open(path, "w") as f:
+    """Write a config dict as JSON; returns path. Atomically (rename), so a kpid reloading
+    on SIGHUP never reads half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
         f.write("\n")
+    os.replace(tmp, path)
     return path
 
 

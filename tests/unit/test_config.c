@@ -456,7 +456,7 @@ static void test_many_errors_at_once(void **state)
     const char *want =
         "$.kafka.brokers: must be a non-empty string (line 2, column 24)\n"
         "$.kafka.topics[1]: must be a non-empty string (line 2, column 44)\n"
-        "$.kafka.grup: unknown key (known keys: brokers, topics, group, dlq_topic, alerts_topic, properties) (line 2, column 48)\n"
+        "$.kafka.grup: unknown key (known keys: brokers, topics, group, dlq_topic, alerts_topic, properties, property_files) (line 2, column 48)\n"
         "$.redis.port: must be between 1 and 65535 (line 3, column 21)\n"
         "$.redis.prefix: must match ^[A-Za-z0-9_.-]{1,32}$ (line 3, column 34)\n"
         "$.managers.ivanov.team: unknown team \"moskow-smb\" (line 4, column 35)\n"
@@ -464,7 +464,7 @@ static void test_many_errors_at_once(void **state)
         "$.log_level: must be one of \"error\", \"warn\", \"info\", \"debug\" (line 6, column 16)\n"
         "$.bogus: unknown key (known keys: kafka, redis, time_zone, teams, managers, internal, "
         "touch_min_call_s, dedup_window_s, future_skew_s, stages, batch, max_message_bytes, "
-        "retention, log_level, calendar, targets, plans, kpi_score, alerts) (line 7, column 3)";
+        "retention, log_level, calendar, targets, plans, kpi_score, alerts, metrics) (line 7, column 3)";
     assert_string_equal(errbuf, want);
 }
 

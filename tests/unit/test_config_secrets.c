@@ -1,0 +1,133 @@
+/* Secrets read from files (redis.password_file, kafka.property_files), as systemd's
+ * LoadCredential= provides them in $CREDENTIALS_DIRECTORY. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static char dir[] = "/tmp/kpi-secrets-XXXXXX";
+static char errbuf[4096];
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int load(const char *redis, const char *kafka_extra, config_t **cfg)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"kafka\": {\"brokers\": \"b:9092\", \"topics\": [\"t\"]%s}, \"redis\": {%s}}",
+             kafka_extra, redis);
+    write_file("kpid.json", text);
+    char path[512];
+    snprintf(path, sizeof path, "%s/kpid.json", dir);
+    errbuf[0] = '\0';
+    return config_load_file(path, cfg, errbuf, sizeof errbuf);
+}
+
+static const char *property(const config_t *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_kafka_properties; i++)
+        if (!strcmp(c->kafka_properties[i].key, key))
+            return c->kafka_properties[i].value;
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_relative_names_come_from_the_credentials_directory(void **state)
+{
+    (void)state;
+    write_file("redis-password", "s3cret\n");
+    write_file("sasl", "kafka-pw\r\n");
+    config_t *c = NULL;
+    assert_int_equal(load("\"password_file\": \"redis-password\"",
+                          ", \"properties\": {\"sasl.username\": \"kpid\"},"
+                          " \"property_files\": {\"sasl.password\": \"sasl\"}",
+                          &c),
+                     0);
+    assert_string_equal(c->redis_password, "s3cret");
+    assert_string_equal(property(c, "sasl.password"), "kafka-pw");
+    assert_string_equal(property(c, "sasl.username"), "kpid");
+    assert_int_equal(c->n_kafka_properties, 2);
+    config_free(c);
+}
+
+static void test_absolute_path_and_no_credentials_directory(void **state)
+{
+    (void)state;
+    char abs[600];
+    write_file("pw", "abs-pw");
+    snprintf(abs, sizeof abs, "\"password_file\": \"%s/pw\"", dir);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    config_t *c = NULL;
+    assert_int_equal(load(abs, "", &c), 0);
+    assert_string_equal(c->redis_password, "abs-pw");
+    config_free(c);
+    /* A relative name without systemd's directory says what to do. */
+    assert_int_equal(load("\"password_file\": \"pw\"", "", &c), -1);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "$.redis.password_file: \"pw\" is relative but "
+                                   "CREDENTIALS_DIRECTORY is not set"));
+    assert_non_null(strstr(errbuf, "LoadCredential=pw:"));
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+}
+
+static void test_errors_name_the_key_and_the_file(void **state)
+{
+    (void)state;
+    config_t *c = NULL;
+    assert_int_equal(load("\"password_file\": \"missing\"", "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.password_file: "));
+    assert_non_null(strstr(errbuf, "/missing: No such file or directory"));
+    write_file("empty", "\n");
+    assert_int_equal(load("", ", \"property_files\": {\"sasl.password\": \"empty\"}", &c), -1);
+    assert_non_null(strstr(errbuf, "$.kafka.property_files[\"sasl.password\"]: "));
+    assert_non_null(strstr(errbuf, "/empty: is empty"));
+    /* Inline and file at once: refused at parse time, with the path. */
+    assert_int_equal(load("\"password\": \"x\", \"password_file\": \"pw\"", "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.password_file: password and password_file exclude "
+                                   "each other"));
+    assert_int_equal(load("", ", \"properties\": {\"sasl.password\": \"x\"},"
+                              " \"property_files\": {\"sasl.password\": \"pw\"}", &c), -1);
+    assert_non_null(strstr(errbuf, "also set in kafka.properties"));
+    assert_null(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_relative_names_come_from_the_credentials_directory),
+        cmocka_unit_test(test_absolute_path_and_no_credentials_directory),
+        cmocka_unit_test(test_errors_name_the_key_and_the_file),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
