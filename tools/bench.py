@@ -2,6 +2,7 @@
 """kpid benchmark: run by hand (never in CI), prints one block of figures.
 
   /usr/bin/python3 tools/bench.py [--build build] [--events 1000000] [--big 5000000] [--alerts]
+                                  [--metrics]
 
 Measures, on this machine, against a local redis-server and the dev broker:
   raw consume rate   a librdkafka consumer that only reads the pre-produced topic
@@ -50,9 +51,11 @@ ALERTS_CONFIG = {
 
 
 class Bench:
-    def __init__(self, build, work, alerts=False):
+    def __init__(self, build, work, alerts=False, metrics=False):
         self.build, self.work, self.procs = build, work, []
         self.alerts = alerts
+        self.metrics = metrics
+        self.metrics_ports = {}  # config path -> metrics port
 
     def spawn(self, argv, log, **kw):
         p = subprocess.Popen(argv, stdout=kw.pop("stdout", subprocess.DEVNULL),
@@ -116,6 +119,9 @@ class Bench:
             cfg.update(ALERTS_CONFIG)
         cfg.update(over)
         path = os.path.join(self.work, name + ".json")
+        if self.metrics:
+            self.metrics_ports[path] = free_port()
+            cfg["metrics"] = {"listen": "127.0.0.1:%d" % self.metrics_ports[path]}
         json.dump(cfg, open(path, "w"))
         return path
 
@@ -170,6 +176,7 @@ class Bench:
         wrap = os.environ.get("KPI_BENCH_WRAP", "").split()
         p = self.spawn(wrap + [binary or os.path.join(self.build, "kpid"), "-c", cfg],
                        "kpid-" + prefix + ".log")
+        scraper = Scraper(self.metrics_ports.get(cfg))
         t0 = c0 = None
         deadline = time.time() + 900
         samples, next_mark = [], 0.1
@@ -185,6 +192,7 @@ class Bench:
             time.sleep(0.005)
         print("  RSS at each 10% of the stream (MiB): " + " ".join(str(s) for s in samples))
         t1 = time.time()
+        scraper.stop()
         hwm = 0
         for line in open(f"/proc/{p.pid}/status"):
             if line.startswith("VmHWM:"):
@@ -209,6 +217,42 @@ class Bench:
             sys.exit(f"kpid consumed {consumed}, expected {count}")
         rate = (count - c0) / (t1 - t0) if t1 > t0 else float("nan")
         return rate, (after - before) / count, hwm
+
+
+class Scraper:
+    """--metrics: GET /metrics every 100 ms while kpid runs (Prometheus scrapes every 15 s:
+    this is 150 times harsher) and report how long the scrapes took."""
+
+    def __init__(self, port):
+        self.port, self.times, self.size, self.failed = port, [], 0, 0
+        self.running = port is not None
+        if self.running:
+            self.thread = threading.Thread(target=self.run, daemon=True)
+            self.thread.start()
+
+    def run(self):
+        import urllib.request
+        while self.running:
+            t = time.perf_counter()
+            try:
+                body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
+                                              timeout=2).read()
+                self.times.append(time.perf_counter() - t)
+                self.size = len(body)
+            except OSError:
+                self.failed += 1
+            time.sleep(0.1)
+
+    def stop(self):
+        if not self.running:
+            return
+        self.running = False
+        self.thread.join()
+        t = sorted(self.times)
+        if t:
+            print(f"  /metrics scraped {len(t)} times ({self.failed} failed, the first ones "
+                  f"before the port opened), {self.size} bytes: p50 {t[len(t) // 2] * 1000:.2f} ms, "
+                  f"p99 {t[int(len(t) * 0.99)] * 1000:.2f} ms")
 
 
 def latency(b, cfg_path, topic, rate=20000, seconds=20):
@@ -310,6 +354,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--alerts", action="store_true",
                     help="configure targets, a score and alert rules (evaluation passes run)")
+    ap.add_argument("--metrics", action="store_true",
+                    help="enable the /metrics endpoint and scrape it every 100 ms meanwhile")
     args = ap.parse_args()
     # The mock broker keeps <= 5 MiB of compressed batches per partition (~150k events with
     # zstd); keys spread unevenly, so plan ~40k events per partition.
@@ -317,7 +363,7 @@ def main():
     # partitions a consumer owns, and the RSS comparison is about the stream's length.
     parts = big_parts = max(8, max(args.events, 0 if args.skip_big else args.big) // 40000)
     work = tempfile.mkdtemp(prefix="kpi-bench.")
-    b = Bench(os.path.abspath(args.build), work, alerts=args.alerts)
+    b = Bench(os.path.abspath(args.build), work, alerts=args.alerts, metrics=args.metrics)
     try:
         topics = [f"bench.a:{parts}", "bench.lat:1", "kpi.events.dlq:4"]
         if not args.skip_big:
