@@ -190,6 +190,13 @@ int config_load_file(const char *path, config_t **out, char *err, size_t errlen)
 int config_load_string(const char *text, size_t len, config_t **out, char *err, size_t errlen);
 void config_free(config_t *cfg);
 
+/* Returns 1 and writes a warning to msg when the file at path is readable by every user
+ * (mode o+r) and cfg holds a secret given inline (redis.password, or a kafka.properties
+ * key naming a password, secret, sasl.jaas or ssl.key value) rather than through a
+ * password_file/property_files file; 0 otherwise. Warned, not refused: refusing would
+ * stop setups that ran until now at their next restart or reload. */
+int config_check_secret_exposure(const char *path, const config_t *cfg, char *msg, size_t msglen);
+
 /* NULL when the manager is not configured (team "unassigned", role "default"). */
 const struct config_manager *config_manager_find(const config_t *cfg, const char *id);
 /* NULL when no such team is configured. */

@@ -4,9 +4,11 @@
  * load (readable by the service alone), so the unit and the world-readable configuration
  * never hold a password. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "config_impl.h"
@@ -91,4 +93,49 @@ int config_read_secrets(config_t *c, char *err, size_t errlen)
             return -1;
     }
     return 0;
+}
+
+/* librdkafka properties whose value is a secret; ssl.key.location and
+ * ssl.keystore.location name a file, which is not. */
+static bool property_is_secret(const char *key)
+{
+    size_t n = strlen(key);
+    if (n >= 9 && strcmp(key + n - 9, ".location") == 0)
+        return false;
+    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.jaas") ||
+           strstr(key, "ssl.key");
+}
+
+static bool from_property_file(const config_t *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_kafka_property_files; i++)
+        if (strcmp(c->kafka_property_files[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+int config_check_secret_exposure(const char *path, const config_t *cfg, char *msg, size_t msglen)
+{
+    char what[320] = "";
+    const char *instead = "redis.password_file";
+    if (cfg->redis_password && !cfg->redis_password_file) {
+        snprintf(what, sizeof what, "redis.password");
+    } else {
+        for (size_t i = 0; i < cfg->n_kafka_properties && !what[0]; i++) {
+            const char *key = cfg->kafka_properties[i].key;
+            if (property_is_secret(key) && !from_property_file(cfg, key)) {
+                snprintf(what, sizeof what, "kafka.properties[\"%.256s\"]", key);
+                instead = "kafka.property_files";
+            }
+        }
+    }
+    struct stat st;
+    /* A file that cannot be stat'ed now was read a moment ago: nothing to say. */
+    if (!what[0] || stat(path, &st) != 0 || !(st.st_mode & S_IROTH))
+        return 0;
+    snprintf(msg, msglen,
+             "%s is readable by every user and holds %s; move the secret to %s "
+             "(LoadCredential=) or chmod o-r %s",
+             path, what, instead, path);
+    return 1;
 }

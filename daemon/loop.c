@@ -805,6 +805,8 @@ static void loop_reload(loop_t *l)
         l->reloads_rejected++;
         return;
     }
+    if (config_check_secret_exposure(l->config_path, cfg, err, sizeof err))
+        log_warn("%s", err);
     const config_t *old = l->rt.cfg;
     if (strcmp(old->kafka_brokers, cfg->kafka_brokers) || strcmp(old->kafka_group, cfg->kafka_group) ||
         strcmp(old->redis_host, cfg->redis_host) || old->redis_port != cfg->redis_port ||

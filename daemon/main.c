@@ -150,6 +150,9 @@ int main(int argc, char **argv)
         config_free(cfg);
         return EXIT_USAGE;
     }
+    /* Also under --check-config: systemd's ExecStartPre puts it in the journal. */
+    if (config_check_secret_exposure(config_path, cfg, err, sizeof err))
+        log_warn("%s", err);
     if (check_only) {
         printf("%s: configuration OK\n", config_path);
         config_free(cfg);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -122,12 +123,74 @@ static void test_errors_name_the_key_and_the_file(void **state)
     assert_null(c);
 }
 
+static int exposure(const config_t *c, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/kpid.json", dir);
+    assert_int_equal(chmod(path, mode), 0);
+    errbuf[0] = '\0';
+    return config_check_secret_exposure(path, c, errbuf, sizeof errbuf);
+}
+
+static void test_world_readable_file_with_an_inline_secret_is_reported(void **state)
+{
+    (void)state;
+    config_t *c = NULL;
+    assert_int_equal(load("\"password\": \"inline\"", "", &c), 0);
+    assert_int_equal(exposure(c, 0644), 1);
+    assert_non_null(strstr(errbuf, "/kpid.json is readable by every user and holds "
+                                   "redis.password; move the secret to redis.password_file "
+                                   "(LoadCredential=) or chmod o-r "));
+    assert_int_equal(exposure(c, 0640), 0);
+    assert_string_equal(errbuf, "");
+    config_free(c);
+
+    assert_int_equal(load("", ", \"properties\": {\"sasl.username\": \"kpid\","
+                              " \"sasl.password\": \"x\"}", &c), 0);
+    assert_int_equal(exposure(c, 0604), 1);
+    assert_non_null(strstr(errbuf, "holds kafka.properties[\"sasl.password\"]; move the "
+                                   "secret to kafka.property_files"));
+    config_free(c);
+    const char *secret_keys[] = {"sasl.oauthbearer.client.secret", "sasl.jaas.config",
+                                 "ssl.key.pem", "ssl.keystore.password"};
+    for (size_t i = 0; i < sizeof secret_keys / sizeof *secret_keys; i++) {
+        char extra[200];
+        snprintf(extra, sizeof extra, ", \"properties\": {\"%s\": \"x\"}", secret_keys[i]);
+        assert_int_equal(load("", extra, &c), 0);
+        assert_int_equal(exposure(c, 0644), 1);
+        assert_non_null(strstr(errbuf, secret_keys[i]));
+        config_free(c);
+    }
+}
+
+static void test_secrets_from_files_and_plain_settings_are_not_reported(void **state)
+{
+    (void)state;
+    write_file("redis-password", "s3cret\n");
+    write_file("sasl", "kafka-pw\n");
+    config_t *c = NULL;
+    /* The values are in c (read from the files), but the world-readable file holds none. */
+    assert_int_equal(load("\"user\": \"kpid\", \"password_file\": \"redis-password\"",
+                          ", \"properties\": {\"security.protocol\": \"SASL_SSL\","
+                          " \"ssl.key.location\": \"/etc/kpid/client.key\","
+                          " \"ssl.ca.location\": \"/etc/ssl/ca.pem\"},"
+                          " \"property_files\": {\"sasl.password\": \"sasl\"}",
+                          &c),
+                     0);
+    assert_string_equal(c->redis_password, "s3cret");
+    assert_int_equal(exposure(c, 0644), 0);
+    assert_string_equal(errbuf, "");
+    config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relative_names_come_from_the_credentials_directory),
         cmocka_unit_test(test_absolute_path_and_no_credentials_directory),
         cmocka_unit_test(test_errors_name_the_key_and_the_file),
+        cmocka_unit_test(test_world_readable_file_with_an_inline_secret_is_reported),
+        cmocka_unit_test(test_secrets_from_files_and_plain_settings_are_not_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
