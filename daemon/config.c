@@ -454,10 +454,54 @@ static void read_kafka(struct vctx *v, const json_node_t *root)
     cfg_path_pop(v, saved);
 }
 
+/* "host:port" with a port in range, or why not. */
+static const char *sentinel_address(char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return "must be \"host:port\"";
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 1 || port > 65535)
+        return "must be \"host:port\" with a port from 1 to 65535";
+    return NULL;
+}
+
+/* Sentinels replace host/port: naming both would leave the reader guessing which wins. */
+static void read_sentinels(struct vctx *v, const json_node_t *r)
+{
+    config_t *c = v->cfg;
+    read_str_array(v, r, "sentinels", false, true, &c->redis_sentinels, &c->n_redis_sentinels,
+                   sentinel_address);
+    cfg_read_str(v, r, "master_name", false, false, &c->redis_master_name);
+    bool named = json_object_get(r, "master_name") != NULL;
+    const json_node_t *list = json_object_get(r, "sentinels");
+    if (list && !named) {
+        size_t s = cfg_path_key(v, "sentinels", 9);
+        ERR(v, list, "needs redis.master_name, the name the sentinels monitor the primary by");
+        cfg_path_pop(v, s);
+    } else if (named && !list) {
+        size_t s = cfg_path_key(v, "master_name", 11);
+        ERR(v, json_object_get(r, "master_name"), "needs redis.sentinels");
+        cfg_path_pop(v, s);
+    }
+    for (int i = 0; list && i < 2; i++) {
+        const char *key = i ? "port" : "host";
+        const json_node_t *node = json_object_get(r, key);
+        if (!node)
+            continue;
+        size_t s = cfg_path_key(v, key, strlen(key));
+        ERR(v, node, "remove it: with redis.sentinels the primary's address comes from the "
+                     "sentinels");
+        cfg_path_pop(v, s);
+    }
+}
+
 static void read_redis(struct vctx *v, const json_node_t *root)
 {
-    static const char *const keys[] = {"host", "port", "db", "user", "password",
-                                       "password_file", "prefix", "timeout_ms", NULL};
+    static const char *const keys[] = {"host",     "port",      "db",        "user",
+                                       "password", "password_file", "prefix", "timeout_ms",
+                                       "sentinels", "master_name", NULL};
     config_t *c = v->cfg;
     size_t saved;
     const json_node_t *r = cfg_read_obj(v, root, "redis", false, &saved);
@@ -483,6 +527,7 @@ static void read_redis(struct vctx *v, const json_node_t *root)
             cfg_path_pop(v, s2);
         }
         read_int_field(v, r, "timeout_ms", 100, 600000, &c->redis_timeout_ms);
+        read_sentinels(v, r);
     }
     cfg_path_pop(v, saved);
 }
@@ -919,6 +964,32 @@ const char *const *config_stage_names(const config_t *cfg)
     return cfg && cfg->index ? cfg->index->stage_names : NULL;
 }
 
+event_rules_t config_event_rules(const config_t *cfg)
+{
+    return (event_rules_t){
+        .stages = config_stage_names(cfg),
+        .n_stages = cfg->n_stages,
+        .internal_domains = (const char *const *)cfg->internal_domains,
+        .n_internal_domains = cfg->n_internal_domains,
+        .phone_prefixes = (const char *const *)cfg->internal_phone_prefixes,
+        .n_phone_prefixes = cfg->n_internal_phone_prefixes,
+        .future_skew_ms = cfg->future_skew_s * 1000,
+        .max_message_bytes = cfg->max_message_bytes,
+    };
+}
+
+bool config_same_sentinels(const config_t *a, const config_t *b)
+{
+    if (a->n_redis_sentinels != b->n_redis_sentinels ||
+        (a->redis_master_name == NULL) != (b->redis_master_name == NULL) ||
+        (a->redis_master_name && strcmp(a->redis_master_name, b->redis_master_name) != 0))
+        return false;
+    for (size_t i = 0; i < a->n_redis_sentinels; i++)
+        if (strcmp(a->redis_sentinels[i], b->redis_sentinels[i]) != 0)
+            return false;
+    return true;
+}
+
 static void free_strings(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -946,6 +1017,8 @@ void config_free(config_t *c)
     }
     free(c->kafka_property_files);
     free(c->redis_password_file);
+    free_strings(c->redis_sentinels, c->n_redis_sentinels);
+    free(c->redis_master_name);
     free(c->kafka_group_id);
     free(c->redis_host);
     free(c->redis_user);

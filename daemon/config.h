@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "period.h"
 
 #define CONFIG_UNASSIGNED_TEAM "unassigned"
@@ -130,6 +131,11 @@ typedef struct config {
     char *redis_password_file;           /* NULL: none */
     char *redis_prefix;                  /* default "kpi" */
     int redis_timeout_ms;                /* connect and command timeout, default 5000 */
+    /* Redis Sentinel: when set, the primary of redis_master_name is asked of these
+     * ("host:port", tried in order) at every connect, and host/port are not used. */
+    char **redis_sentinels;
+    size_t n_redis_sentinels;
+    char *redis_master_name;
 
     char *time_zone;                     /* default zone; "UTC" when not set */
     struct config_team *teams;
@@ -188,6 +194,8 @@ typedef struct config {
  * ("$.kafka.topics[1]: must be a non-empty string"), truncated to errlen. */
 int config_load_file(const char *path, config_t **out, char *err, size_t errlen);
 int config_load_string(const char *text, size_t len, config_t **out, char *err, size_t errlen);
+/* Same redis.sentinels and redis.master_name (a change needs a restart). */
+bool config_same_sentinels(const config_t *a, const config_t *b);
 void config_free(config_t *cfg);
 
 /* Returns 1 and writes a warning to msg when the file at path is readable by every user
@@ -215,5 +223,7 @@ bool config_metric_known(const config_t *cfg, const char *metric);
 int config_stage_find(const config_t *cfg, const char *name);
 /* The stage names in order (n_stages of them), ready for event_rules_t.stages; owned by cfg. */
 const char *const *config_stage_names(const config_t *cfg);
+/* The validation rules of cfg, borrowing its strings: valid while cfg lives. */
+event_rules_t config_event_rules(const config_t *cfg);
 
 #endif

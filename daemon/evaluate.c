@@ -154,6 +154,7 @@ redisReply *eval_read(evaluator_t *e, char *err, size_t errlen)
         eval_disconnect(e);
         return NULL;
     }
+    e->readonly_seen |= rconn_is_readonly_error(r);
     return r;
 }
 
@@ -578,10 +579,14 @@ static size_t unique(const char **v, size_t n)
 
 static int connect_if_needed(evaluator_t *e, char *err, size_t errlen)
 {
-    rconn_address(e->w.cfg, e->address, sizeof e->address);
+    if (e->redis && e->readonly_seen)
+        eval_disconnect(e);
+    e->readonly_seen = false;
     if (e->redis)
         return 0;
-    e->redis = rconn_open(e->w.cfg, err, errlen);
+    struct rconn_target t;
+    rconn_target_view(e->w.cfg, &t);
+    e->redis = rconn_connect(&t, e->address, sizeof e->address, err, errlen);
     return e->redis ? 0 : -1;
 }
 
@@ -599,6 +604,7 @@ static int simple_command(evaluator_t *e, redisReply **out, char *err, size_t er
     }
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(err, errlen, "redis %s: %s", e->address, r->str);
+        e->readonly_seen |= rconn_is_readonly_error(r);
         freeReplyObject(r);
         return -1;
     }

@@ -72,7 +72,8 @@ struct mview {
 struct evaluator {
     struct evaluate_world w;
     redisContext *redis;
-    char address[300];
+    char address[400];
+    bool readonly_seen; /* a READONLY reply: the server became a replica; reconnect */
     struct arena arena;
     struct cmdbuf cmd;
     struct mview *views;

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "period.h"
+#include "rconn.h"
 #include "sink.h"
 #include "source.h"
 #include "tally.h"
@@ -49,7 +50,6 @@ struct runtime {
     period_zone_t **team_zones; /* parallel to cfg->teams */
     period_zone_t *default_zone;  /* managers of "unassigned" and teams without a zone */
     period_zone_t *org_zone;      /* the organisation; a separate handle keeps caches apart */
-    const char **stage_names;
     event_rules_t rules;
     deals_rules_t *deal_rules;
     bool *team_org_zone; /* parallel to cfg->teams: the team's zone is the organisation's */
@@ -89,6 +89,7 @@ struct loop {
     int64_t rolling_retry_ms;  /* after a failure to move them */
     struct stats total, at_last_stats;
     bool claims_pending;
+    uint64_t reconnects_checked; /* the flush connection's reconnects loop_check_owned saw */
 
     /* Alerts: evaluated for the managers flushes moved (at most every second) and for
      * everyone every eval_interval_s (of wall time, or of event time with the event clock). */
@@ -146,7 +147,6 @@ static void runtime_release(struct runtime *rt)
     free(rt->team_zones);
     period_zone_free(rt->default_zone);
     period_zone_free(rt->org_zone);
-    free(rt->stage_names);
     free(rt->team_org_zone);
     deals_rules_free(rt->deal_rules);
     targets_free(rt->targets);
@@ -160,9 +160,8 @@ static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t er
     memset(rt, 0, sizeof *rt);
     rt->cfg = cfg;
     rt->team_zones = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *rt->team_zones);
-    rt->stage_names = calloc(cfg->n_stages ? cfg->n_stages : 1, sizeof *rt->stage_names);
     rt->team_org_zone = calloc(cfg->n_teams ? cfg->n_teams : 1, sizeof *rt->team_org_zone);
-    if (!rt->team_zones || !rt->stage_names || !rt->team_org_zone) {
+    if (!rt->team_zones || !rt->team_org_zone) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -175,21 +174,10 @@ static int runtime_build(struct runtime *rt, config_t *cfg, char *err, size_t er
             goto fail;
         rt->team_org_zone[i] = strcmp(zone, cfg->time_zone) == 0;
     }
-    for (size_t i = 0; i < cfg->n_stages; i++)
-        rt->stage_names[i] = cfg->stages[i].name;
     if (!(rt->deal_rules = deals_rules_new(cfg->stages, cfg->n_stages, err, errlen)) ||
         !(rt->targets = targets_new(cfg, err, errlen)))
         goto fail;
-    rt->rules = (event_rules_t){
-        .stages = rt->stage_names,
-        .n_stages = cfg->n_stages,
-        .internal_domains = (const char *const *)cfg->internal_domains,
-        .n_internal_domains = cfg->n_internal_domains,
-        .phone_prefixes = (const char *const *)cfg->internal_phone_prefixes,
-        .n_phone_prefixes = cfg->n_internal_phone_prefixes,
-        .future_skew_ms = cfg->future_skew_s * 1000,
-        .max_message_bytes = cfg->max_message_bytes,
-    };
+    rt->rules = config_event_rules(cfg);
     return 0;
 fail:
     runtime_release(rt);
@@ -386,9 +374,12 @@ static void loop_revoke(void *ctx, const struct source_partition *parts, size_t 
 
 static const struct source_owner_ops owner_ops = {loop_claim, loop_revoke};
 
-static int64_t loop_token(void *ctx, int topic, int32_t partition)
+static bool loop_owned(void *ctx, int topic, int32_t partition, struct sink_owned *out)
 {
-    return source_token(((loop_t *)ctx)->src, topic, partition);
+    source_t *src = ((loop_t *)ctx)->src;
+    out->token = source_token(src, topic, partition);
+    out->written = source_written(src, topic, partition);
+    return out->token >= 0;
 }
 
 /* --- the data path --- */
@@ -515,9 +506,65 @@ static void loop_finalize(loop_t *l, batch_t *b, const struct sink_totals *t, in
     l->redis_err[0] = '\0'; /* a flush went through: whatever the last probe said is over */
     metrics_observe_flush(&l->mv, (double)took / 1e6, batch_message_count(b));
     loop_note_touched(l, b);
-    source_commit_copy(l->src, b);
+    source_committed(l->src, b);
     batch_clear(b);
     agg_forget(l, b);
+}
+
+/* Redis lost writes of a partition we own: what every held batch has of it is consumed
+ * again from the offset Redis holds, so none of it may be written now. */
+static void loop_rewind(loop_t *l, const struct sink_fenced *f)
+{
+    const char *topic = source_topic_name(l->src, f->topic);
+    log_warn("redis %s: %s [%d] is behind what this kpid wrote (redis holds offset %lld, "
+             "fence token %lld, we wrote up to %lld with token %lld): redis lost acknowledged "
+             "writes (a failover to a replica that was behind, or a restore); consuming the "
+             "partition again from offset %lld",
+             sink_address(l->sink), topic, (int)f->partition, (long long)f->stored_offset,
+             (long long)f->stored_token,
+             (long long)source_written(l->src, f->topic, f->partition),
+             (long long)source_token(l->src, f->topic, f->partition),
+             (long long)f->stored_offset);
+    batch_t *held[] = {l->committing, l->checking, l->batch};
+    for (size_t i = 0; i < sizeof held / sizeof *held; i++)
+        if (held[i]) {
+            batch_drop_partition(held[i], f->topic, f->partition);
+            agg_slot(l, held[i])->stale = true;
+        }
+    source_reclaim(l->src, f->topic, f->partition);
+    l->claims_pending = true;
+}
+
+/* After the flush connection reconnected, Redis may be older than what we wrote to it (a
+ * failover to a replica that was behind, a restore). A partition with messages coming
+ * notices at its next flush; this catches the idle ones, which would otherwise wait for
+ * their next message with their lost counts missing. */
+static void loop_check_owned(loop_t *l)
+{
+    struct sink_stats ss;
+    sink_get_stats(l->sink, &ss);
+    if (ss.reconnects == l->reconnects_checked || !sink_connected(l->sink) ||
+        !sink_idle(l->sink))
+        return;
+    int32_t parts[1024];
+    int64_t tokens[1024], offsets[1024];
+    char err[1024];
+    for (size_t t = 0; t < l->rt.cfg->n_kafka_topics; t++) {
+        size_t n = source_owned_of_topic(l->src, (int)t, parts, 1024);
+        if (sink_read_owned(l->sink, (int)t, parts, n, tokens, offsets, err, sizeof err) != 0) {
+            log_warn("%s; checking the stored offsets again after the next reconnect", err);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int64_t mine = source_token(l->src, (int)t, parts[i]);
+            if (tokens[i] < mine || (tokens[i] == mine &&
+                                     offsets[i] < source_written(l->src, (int)t, parts[i]))) {
+                struct sink_fenced f = {(int)t, parts[i], SINK_REDIS_BEHIND, tokens[i], offsets[i]};
+                loop_rewind(l, &f);
+            }
+        }
+    }
+    l->reconnects_checked = ss.reconnects;
 }
 
 static void loop_drop_fenced(loop_t *l, batch_t *b, const struct sink_fenced *fenced, size_t n)
@@ -526,10 +573,12 @@ static void loop_drop_fenced(loop_t *l, batch_t *b, const struct sink_fenced *fe
         agg_slot(l, b)->stale = true;
     for (size_t i = 0; i < n; i++) {
         batch_drop_partition(b, fenced[i].topic, fenced[i].partition);
-        if (fenced[i].already_written)
+        if (fenced[i].kind == SINK_ALREADY_WRITTEN)
             log_info("%s [%d]: the previous flush was applied though its answer was "
                      "lost; not applying it again",
                      source_topic_name(l->src, fenced[i].topic), (int)fenced[i].partition);
+        else if (fenced[i].kind == SINK_REDIS_BEHIND)
+            loop_rewind(l, &fenced[i]);
         else
             source_disown(l->src, fenced[i].topic, fenced[i].partition);
     }
@@ -555,7 +604,7 @@ static int loop_write(loop_t *l, batch_t *b)
             snprintf(err, sizeof err, "out of memory aggregating a batch");
             goto failed;
         }
-        int begun = sink_begin(l->sink, b, tally, loop_token, l, now, fenced, 256, &n_fenced, err,
+        int begun = sink_begin(l->sink, b, tally, loop_owned, l, now, fenced, 256, &n_fenced, err,
                                sizeof err);
         if (begun < 0)
             goto failed;
@@ -690,7 +739,7 @@ static int loop_advance(loop_t *l, bool fill)
         size_t n_fenced = 0;
         int64_t now = wall_ms();
         l->checking_sent = false;
-        int begun = sink_begin_read(l->sink, b, loop_token, l, now, fenced, 256, &n_fenced, err,
+        int begun = sink_begin_read(l->sink, b, loop_owned, l, now, fenced, 256, &n_fenced, err,
                                     sizeof err);
         if (begun != 0) {
             if (begun < 0)
@@ -810,6 +859,7 @@ static void loop_reload(loop_t *l)
     const config_t *old = l->rt.cfg;
     if (strcmp(old->kafka_brokers, cfg->kafka_brokers) || strcmp(old->kafka_group, cfg->kafka_group) ||
         strcmp(old->redis_host, cfg->redis_host) || old->redis_port != cfg->redis_port ||
+        !config_same_sentinels(old, cfg) ||
         old->redis_db != cfg->redis_db || strcmp(old->redis_prefix, cfg->redis_prefix) ||
         old->n_kafka_topics != cfg->n_kafka_topics)
         log_warn("reload: kafka brokers/group/topics and redis address/db/prefix cannot change "
@@ -1071,6 +1121,7 @@ static void loop_cron(loop_t *l, int64_t now)
     l->next_cron_ms = now + 1000;
     log_tick();
     loop_roll_windows(l, now);
+    loop_check_owned(l);
     if (l->claims_pending) {
         l->claims_pending = false;
         if (source_retry_claims(l->src) != 0)
@@ -1134,13 +1185,10 @@ loop_t *loop_new(config_t *cfg, const char *config_path, char *err, size_t errle
         l->aggs[i].batch = objects[i];
         aggs_ok &= (l->aggs[i].tally = tally_new()) != NULL;
     }
+    struct rconn_target redis;
+    rconn_target_view(cfg, &redis);
     struct sink_params sp = {
-        .host = cfg->redis_host,
-        .port = cfg->redis_port,
-        .db = cfg->redis_db,
-        .user = cfg->redis_user,
-        .password = cfg->redis_password,
-        .timeout_ms = cfg->redis_timeout_ms,
+        .redis = &redis,
         .prefix = cfg->redis_prefix,
         .group = cfg->kafka_group,
         .topics = (const char *const *)cfg->kafka_topics,

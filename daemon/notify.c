@@ -128,10 +128,10 @@ static redisReply *rcmd(notify_t *n, int64_t now, int argc, const char **argv)
         return NULL;
     redisReply *r = redisCommandArgv(n->redis, argc, argv, NULL);
     if (!r) {
-        char why[512];
+        char why[640];
         if (n->redis->err == REDIS_ERR_IO && strstr(n->redis->errstr, "temporarily unavailable"))
             snprintf(why, sizeof why, "redis %s: no answer within %d ms (redis.timeout_ms)",
-                     n->redis_addr, n->redis_cfg.redis_timeout_ms);
+                     n->redis_addr, n->redis_target.timeout_ms);
         else
             snprintf(why, sizeof why, "redis %s: %s", n->redis_addr,
                      n->redis->errstr[0] ? n->redis->errstr : "connection lost");
@@ -164,7 +164,7 @@ static bool redis_ready(notify_t *n, int64_t now)
     if (now < n->redis_retry_ms)
         return false;
     char err[512];
-    n->redis = rconn_open(&n->redis_cfg, err, sizeof err);
+    n->redis = rconn_connect(&n->redis_target, n->redis_addr, sizeof n->redis_addr, err, sizeof err);
     if (!n->redis) {
         redis_drop(n, now, err);
         return false;
@@ -437,13 +437,6 @@ void notify_reconfigure(notify_t *n, const config_t *cfg)
         log_info("reload: webhook %s", was ? "turned off" : "turned on");
 }
 
-static void redis_cfg_free(config_t *c)
-{
-    free(c->redis_host);
-    free(c->redis_user);
-    free(c->redis_password);
-}
-
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -466,11 +459,9 @@ notify_t *notify_new(const config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     n->cfg = cfg;
-    n->redis_cfg = (config_t){
-        .redis_host = strdup(cfg->redis_host), .redis_port = cfg->redis_port,
-        .redis_db = cfg->redis_db, .redis_timeout_ms = cfg->redis_timeout_ms,
-        .redis_user = cfg->redis_user ? strdup(cfg->redis_user) : NULL,
-        .redis_password = cfg->redis_password ? strdup(cfg->redis_password) : NULL};
+    struct rconn_target view;
+    rconn_target_view(cfg, &view);
+    bool copied = rconn_target_copy(&view, &n->redis_target) == 0;
     rconn_address(cfg, n->redis_addr, sizeof n->redis_addr);
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
@@ -485,8 +476,7 @@ notify_t *notify_new(const config_t *cfg, char *err, size_t errlen)
     struct curl_slist *h2 = n->headers ? curl_slist_append(n->headers, "Expect:") : NULL;
     if (h2)
         n->headers = h2;
-    if (!n->redis_cfg.redis_host || (cfg->redis_user && !n->redis_cfg.redis_user) ||
-        (cfg->redis_password && !n->redis_cfg.redis_password) || !n->multi || !h2 ||
+    if (!copied || !n->multi || !h2 ||
         keys_global(n->stream, sizeof n->stream, cfg->redis_prefix, "alerts") < 0) {
         log_errbuf(err, errlen, "out of memory");
         goto fail;
@@ -569,7 +559,7 @@ void notify_free(notify_t *n, int drain_ms)
     curl_global_cleanup();
     if (n->redis)
         redisFree(n->redis);
-    redis_cfg_free(&n->redis_cfg);
+    rconn_target_free(&n->redis_target);
     free(n->topic);
     free(n->url_shown);
     free(n);

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "keys.h"
 #include "notify.h"
+#include "rconn.h"
 
 #define HOLD_MAX 32             /* entries a channel holds (read, not yet acknowledged) */
 #define READ_EVERY_MS 100       /* XREADGROUP without a kick: other kpid's alerts */
@@ -66,10 +67,10 @@ struct dr_result {
 
 struct notify {
     const config_t *cfg;      /* borrowed: webhook settings, Kafka settings on a restart */
-    config_t redis_cfg;       /* own copy of the redis.* settings: an address needs a restart */
+    struct rconn_target redis_target; /* own copy of redis.*: an address needs a restart */
     char stream[KEYS_MAX];
     char consumer[320];       /* "<hostname>-<pid>" */
-    char redis_addr[300];
+    char redis_addr[400];
     redisContext *redis;
     bool outage;              /* logged: quiet until Redis answers again */
     int redis_backoff_ms;

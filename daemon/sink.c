@@ -30,21 +30,18 @@ static int sink_scratch_reserve(sink_t *s, size_t n_events, size_t n_parts)
     return 0;
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
 sink_t *sink_new(const struct sink_params *p)
 {
     sink_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->host = strdup(p->host);
-    s->user = dup_or_null(p->user);
-    s->password = dup_or_null(p->password);
+    if (rconn_target_copy(p->redis, &s->target) != 0) {
+        free(s);
+        return NULL;
+    }
     s->prefix = strdup(p->prefix);
     s->group = strdup(p->group);
-    s->port = p->port;
-    s->db = p->db;
-    s->timeout_ms = p->timeout_ms;
+    s->timeout_ms = s->target.timeout_ms;
     s->dedup_window_ms = p->dedup_window_ms;
     s->retention_day_s = p->retention_day_s;
     s->retention_week_s = p->retention_week_s;
@@ -63,8 +60,8 @@ sink_t *sink_new(const struct sink_params *p)
     s->cache_hours = agg_new(TALLY_ROLLING_METRICS);
     s->cache_rolling = agg_new(3 * TALLY_ROLLING_METRICS);
     s->cache_seq = -1;
-    if (!s->cache_hours || !s->cache_rolling || !s->deals || !s->base || !s->windows || !s->scratch || !s->host || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
-        !s->seen || !s->managers || !s->present || (p->user && !s->user) || (p->password && !s->password)) {
+    if (!s->cache_hours || !s->cache_rolling || !s->deals || !s->base || !s->windows || !s->scratch || !s->prefix || !s->group || !s->topics || !s->key_offsets || !s->key_fence ||
+        !s->seen || !s->managers || !s->present) {
         sink_free(s);
         return NULL;
     }
@@ -78,7 +75,7 @@ sink_t *sink_new(const struct sink_params *p)
                keys_offsets(s->key_offsets[i], KEYS_MAX, s->prefix, s->group, p->topics[i]) < 0 ||
                keys_fence(s->key_fence[i], KEYS_MAX, s->prefix, s->group, p->topics[i]) < 0;
     }
-    snprintf(s->address, sizeof s->address, "%s:%d", s->host, s->port);
+    rconn_target_address(&s->target, s->address, sizeof s->address);
     if (bad) {
         sink_free(s);
         return NULL;
@@ -110,9 +107,7 @@ void sink_free(sink_t *s)
     free(s->topics);
     free(s->key_offsets);
     free(s->key_fence);
-    free(s->host);
-    free(s->user);
-    free(s->password);
+    rconn_target_free(&s->target);
     free(s->prefix);
     free(s->group);
     free(s->argv);
@@ -156,6 +151,8 @@ redisReply *sink_read(sink_t *s, char *err, size_t errlen)
         sink_disconnect(s);
         return NULL;
     }
+    if (rconn_is_readonly_error(reply))
+        s->readonly_seen = true;
     return reply;
 }
 
@@ -181,40 +178,13 @@ int sink_simple(sink_t *s, char *err, size_t errlen, int argc, const char **argv
 
 int sink_connect(sink_t *s, char *err, size_t errlen)
 {
+    if (s->redis && s->readonly_seen)
+        sink_disconnect(s);
+    s->readonly_seen = false;
     if (s->redis)
         return 0;
-    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
-    s->redis = redisConnectWithTimeout(s->host, s->port, tv);
-    if (!s->redis || s->redis->err) {
-        snprintf(err, errlen, "redis %s: %s", s->address,
-                 s->redis ? s->redis->errstr : "cannot allocate a context");
-        sink_disconnect(s);
+    if (!(s->redis = rconn_connect(&s->target, s->address, sizeof s->address, err, errlen)))
         return -1;
-    }
-    if (redisSetTimeout(s->redis, tv) != REDIS_OK || redisEnableKeepAlive(s->redis) != REDIS_OK) {
-        snprintf(err, errlen, "redis %s: cannot set socket options", s->address);
-        sink_disconnect(s);
-        return -1;
-    }
-    if (s->password) {
-        const char *auth_user[] = {"AUTH", s->user, s->password};
-        const char *auth_pass[] = {"AUTH", s->password};
-        int rc = s->user ? sink_simple(s, err, errlen, 3, auth_user)
-                         : sink_simple(s, err, errlen, 2, auth_pass);
-        if (rc != 0) {
-            sink_disconnect(s);
-            return -1;
-        }
-    }
-    if (s->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", s->db);
-        const char *select[] = {"SELECT", db};
-        if (sink_simple(s, err, errlen, 2, select) != 0) {
-            sink_disconnect(s);
-            return -1;
-        }
-    }
     if (s->ever_connected)
         s->reconnects++;
     s->ever_connected = true;
@@ -227,9 +197,58 @@ void sink_get_stats(const sink_t *s, struct sink_stats *out)
     out->reconnects = s->reconnects;
 }
 
+bool sink_idle(const sink_t *s) { return !s->in_flight && !s->begin_pending && !s->watching; }
+
+int sink_read_owned(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
+                    int64_t *offsets, char *err, size_t errlen)
+{
+    if (!sink_idle(s)) {
+        snprintf(err, errlen, "internal error: a flush is still in flight");
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (sink_connect(s, err, errlen) != 0)
+        return -1;
+    char (*ids)[16] = calloc(n, sizeof *ids);
+    if (!ids || sink_argv_reserve(s, n + 2) != 0) {
+        free(ids);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int which = 0; which < 2; which++) {
+        sink_arg(s, 0, "HMGET");
+        sink_arg(s, 1, which == 0 ? s->key_fence[topic] : s->key_offsets[topic]);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(ids[i], sizeof ids[i], "%" PRId32, partitions[i]);
+            sink_arg(s, i + 2, ids[i]);
+        }
+        sink_append_argv(s, (int)n + 2);
+    }
+    free(ids);
+    int rc = 0;
+    for (int which = 0; which < 2; which++) {
+        redisReply *r = sink_read(s, err, errlen);
+        if (!r)
+            return -1;
+        int64_t *out = which == 0 ? tokens : offsets;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+            snprintf(err, errlen, "redis %s: HMGET: %s", s->address,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            rc = -1;
+        }
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            out[i] = r->element[i]->type == REDIS_REPLY_STRING
+                         ? strtoll(r->element[i]->str, NULL, 10)
+                         : -1;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 int sink_ping(sink_t *s, char *err, size_t errlen)
 {
-    if (s->redis && (s->in_flight || s->begin_pending || s->watching))
+    if (s->redis && !sink_idle(s))
         return 0;
     if (sink_connect(s, err, errlen) != 0)
         return -1;
@@ -300,11 +319,14 @@ int sink_claim(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_
     s->commands += n + 2;
 
     redisReply *r = NULL;
+    bool queued_error = false; /* the first one says why (NOPERM, OOM); EXEC only EXECABORT */
     for (size_t i = 0; i < n + 2; i++) { /* +OK and QUEUED replies */
         if (!(r = sink_read(s, err, errlen)))
             goto out;
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "redis %s: %s", s->address, r->str);
+            if (!queued_error)
+                snprintf(err, errlen, "redis %s: claiming partitions: %s", s->address, r->str);
+            queued_error = true;
             freeReplyObject(r);
             r = NULL;
             /* Keep reading so the connection stays in step; EXEC will report EXECABORT. */
@@ -316,9 +338,9 @@ int sink_claim(sink_t *s, int topic, const int32_t *partitions, size_t n, int64_
         goto out;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != n + 1 ||
         r->element[n]->type != REDIS_REPLY_ARRAY || r->element[n]->elements != n) {
-        if (r->type == REDIS_REPLY_ERROR)
+        if (r->type == REDIS_REPLY_ERROR && !queued_error)
             snprintf(err, errlen, "redis %s: claiming partitions: %s", s->address, r->str);
-        else if (!err[0])
+        else if (!queued_error)
             snprintf(err, errlen, "redis %s: unexpected reply while claiming partitions",
                      s->address);
         goto out;
@@ -456,7 +478,7 @@ void sink_begin_discard(sink_t *s)
     sink_abort(s);
 }
 
-int sink_begin_read(sink_t *s, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+int sink_begin_read(sink_t *s, batch_t *batch, sink_owner_fn owner_of, void *owner_ctx,
                     int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced,
                     size_t *n_fenced, char *err, size_t errlen)
 {
@@ -537,13 +559,23 @@ int sink_begin_read(sink_t *s, batch_t *batch, sink_token_fn token_of, void *tok
                 stored->element[k]->type == REDIS_REPLY_STRING)
                 offset = strtoll(stored->element[k]->str, NULL, 10);
             k++;
-            int64_t mine = token_of(token_ctx, p->topic, p->partition);
-            bool fenced_off = mine < 0 || token != mine;
-            /* We own it, so nobody else moved its offset: only our own commit of these
-             * very messages can have put it at or past the batch's end. */
-            bool written = !fenced_off && offset >= p->next_offset;
-            if ((fenced_off || written) && *n_fenced < max_fenced)
-                fenced[(*n_fenced)++] = (struct sink_fenced){p->topic, p->partition, written};
+            struct sink_owned mine;
+            bool skip = true;
+            enum sink_fence_kind kind = SINK_OTHER_OWNER;
+            /* Tokens only grow, so a smaller one than ours means Redis forgot our claim. */
+            if (owner_of(owner_ctx, p->topic, p->partition, &mine) && token <= mine.token) {
+                if (token < mine.token || offset < mine.written)
+                    kind = SINK_REDIS_BEHIND;
+                /* We own it, so nobody else moved its offset: only our own commit of these
+                 * very messages can have put it at or past the batch's end. */
+                else if (offset >= p->next_offset)
+                    kind = SINK_ALREADY_WRITTEN;
+                else
+                    skip = false;
+            }
+            if (skip && *n_fenced < max_fenced)
+                fenced[(*n_fenced)++] =
+                    (struct sink_fenced){p->topic, p->partition, kind, token, offset};
         }
         freeReplyObject(tokens);
         freeReplyObject(stored);
@@ -558,8 +590,8 @@ lost:
     return -1;
 }
 
-int sink_begin(sink_t *s, batch_t *batch, const tally_t *tally, sink_token_fn token_of,
-               void *token_ctx,
+int sink_begin(sink_t *s, batch_t *batch, const tally_t *tally, sink_owner_fn owner_of,
+               void *owner_ctx,
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
                char *err, size_t errlen)
 {
@@ -570,7 +602,7 @@ int sink_begin(sink_t *s, batch_t *batch, const tally_t *tally, sink_token_fn to
     }
     if (sink_begin_send(s, batch, tally, err, errlen) != 0)
         return -1;
-    return sink_begin_read(s, batch, token_of, token_ctx, now_ms, fenced, max_fenced, n_fenced,
+    return sink_begin_read(s, batch, owner_of, owner_ctx, now_ms, fenced, max_fenced, n_fenced,
                            err, errlen);
 }
 

@@ -34,12 +34,7 @@
 typedef struct sink sink_t;
 
 struct sink_params {
-    const char *host;
-    int port;
-    int db;
-    const char *user;       /* NULL: legacy AUTH with password only */
-    const char *password;   /* NULL: no AUTH */
-    int timeout_ms;
+    const struct rconn_target *redis;
     const char *prefix;
     const char *group;
     const char *const *topics; /* topic names by index, as used in batch records */
@@ -64,30 +59,52 @@ bool sink_connected(const sink_t *sink);
 /* "127.0.0.1:6379", for log lines. */
 const char *sink_address(const sink_t *sink);
 
+/* Nothing sent and unanswered: the connection can take a synchronous command. */
+bool sink_idle(const sink_t *sink);
+
+/* Reads the fence tokens and stored next offsets of partitions of one topic (-1 when
+ * absent), for a check, not a claim: nothing is WATCHed or changed. */
+int sink_read_owned(sink_t *sink, int topic, const int32_t *partitions, size_t n,
+                    int64_t *tokens, int64_t *offsets, char *err, size_t errlen);
+
 /* Takes ownership of partitions of one topic: increments each fence token and reads the
  * stored next offsets, atomically. offsets[i] = -1 when none is stored. */
 int sink_claim(sink_t *sink, int topic, const int32_t *partitions, size_t n, int64_t *tokens,
                int64_t *offsets, char *err, size_t errlen);
 
-/* The fence token this process holds for each of the batch's partitions. */
-typedef int64_t (*sink_token_fn)(void *ctx, int topic, int32_t partition);
+/* What this process holds for one of the batch's partitions: its fence token, and the
+ * next offset Redis is known to hold for it (-1: none). Returns false when not owned. */
+struct sink_owned {
+    int64_t token;
+    int64_t written;
+};
+typedef bool (*sink_owner_fn)(void *ctx, int topic, int32_t partition, struct sink_owned *out);
+
+enum sink_fence_kind {
+    SINK_OTHER_OWNER,     /* another kpid claimed it since (a greater fence token) */
+    SINK_ALREADY_WRITTEN, /* ours, and the stored offset covers this batch: a previous
+                           * commit of it landed and only its reply was lost */
+    SINK_REDIS_BEHIND,    /* ours, but Redis holds less than we wrote (a smaller token or
+                           * offset): it lost acknowledged writes, e.g. a failover to a
+                           * replica that was behind */
+};
 
 struct sink_fenced {
     int topic;
     int32_t partition;
-    /* false: owned by another kpid now. true: still ours, but the stored offset already
-     * covers this batch: a previous commit of it landed and only its reply was lost. */
-    bool already_written;
+    enum sink_fence_kind kind;
+    int64_t stored_token, stored_offset; /* as read (-1: none), for the log */
 };
 
 /* First round trip. Marks duplicates (within the batch and against Redis) in the batch and
  * lists the partitions whose records must not be written (at most `max_fenced`): those this
- * process no longer owns, and those an earlier, unanswered commit already wrote. Returns 0;
+ * process no longer owns, those an earlier, unanswered commit already wrote, and those
+ * Redis lost writes of. Returns 0;
  * 1 when values this process had cached (instead of reading them) were changed by another
  * writer meanwhile: begin again, at once (the cache is forgotten, the next begin reads
  * everything); or -1 with err (connection dropped; the caller backs off and retries). */
-int sink_begin(sink_t *sink, batch_t *batch, const tally_t *tally, sink_token_fn token_of,
-               void *token_ctx,
+int sink_begin(sink_t *sink, batch_t *batch, const tally_t *tally, sink_owner_fn owner_of,
+               void *owner_ctx,
                int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced, size_t *n_fenced,
                char *err, size_t errlen);
 
@@ -99,7 +116,7 @@ int sink_begin(sink_t *sink, batch_t *batch, const tally_t *tally, sink_token_fn
  * subset of these hashes (any other hash is written with HINCRBY, and gets no figures). */
 int sink_begin_send(sink_t *sink, batch_t *batch, const tally_t *tally, char *err,
                     size_t errlen);
-int sink_begin_read(sink_t *sink, batch_t *batch, sink_token_fn token_of, void *token_ctx,
+int sink_begin_read(sink_t *sink, batch_t *batch, sink_owner_fn owner_of, void *owner_ctx,
                     int64_t now_ms, struct sink_fenced *fenced, size_t max_fenced,
                     size_t *n_fenced, char *err, size_t errlen);
 void sink_begin_discard(sink_t *sink);

@@ -901,12 +901,15 @@ int sink_rolling_advance(sink_t *s, int64_t now_ms, char *err, size_t errlen)
     free(json);
     redisAppendCommand(s->redis, "EXEC");
     s->commands += (uint64_t)queued + 1;
+    char why[256] = ""; /* the first queued error says why (NOPERM, OOM); EXEC only EXECABORT */
     for (long i = 0; i < queued + 1; i++) { /* +OK, then +QUEUED each */
         redisReply *r = sink_read(s, err, errlen);
         if (!r) {
             rc = -1;
             goto out;
         }
+        if (r->type == REDIS_REPLY_ERROR && !why[0])
+            snprintf(why, sizeof why, "%s", r->str);
         freeReplyObject(r);
     }
     redisReply *exec = sink_read(s, err, errlen);
@@ -920,7 +923,7 @@ int sink_rolling_advance(sink_t *s, int64_t now_ms, char *err, size_t errlen)
         rc = 1;
     } else if (exec->type != REDIS_REPLY_ARRAY) {
         snprintf(err, errlen, "redis %s: moving the rolling windows: %s", s->address,
-                 exec->type == REDIS_REPLY_ERROR ? exec->str : "unexpected reply");
+                 why[0] ? why : exec->type == REDIS_REPLY_ERROR ? exec->str : "unexpected reply");
         rc = -1;
     }
     freeReplyObject(exec);

@@ -9,12 +9,14 @@
 #include "dealset.h"
 #include "dedup.h"
 #include "keys.h"
+#include "rconn.h"
 #include "sink.h"
 #include "tally.h"
 
 struct sink {
-    char *host, *user, *password, *prefix, *group;
-    int port, db, timeout_ms;
+    struct rconn_target target; /* owned copy */
+    char *prefix, *group;
+    int timeout_ms;
     char **topics;
     size_t n_topics;
     int64_t dedup_window_ms, retention_day_s, retention_week_s;
@@ -22,7 +24,8 @@ struct sink {
     redisContext *redis; /* NULL while disconnected */
     uint64_t errors, reconnects; /* for metrics: failures of this connection, reconnects after one */
     bool ever_connected;
-    char address[300];
+    bool readonly_seen; /* a READONLY reply: the server became a replica; reconnect */
+    char address[400];  /* the server connected to, or how it is looked up */
     uint64_t commands;
     bool watching;
     int64_t last_event_ts; /* read under WATCH in sink_begin */

@@ -14,6 +14,9 @@ struct part_state {
     bool claim_pending; /* assigned while Redis was down: paused until claimed */
     int64_t token;
     int64_t start; /* offset consumption started at (-1: the beginning), for the lag */
+    /* The next offset Redis is known to hold for us (claimed or committed since): a
+     * smaller one read later means Redis lost acknowledged writes. -1: none stored. */
+    int64_t written;
 };
 
 struct topic_state {
@@ -143,7 +146,7 @@ static void claim_assigned(source_t *src, rd_kafka_topic_partition_list_t *list)
                 ps->owned = true;
                 ps->claim_pending = false;
                 ps->token = tokens[k];
-                ps->start = offsets[k];
+                ps->start = ps->written = offsets[k];
                 /* Never seen: the whole partition is history to count. */
                 e->offset = offsets[k] >= 0 ? offsets[k] : RD_KAFKA_OFFSET_BEGINNING;
                 log_info("assigned %s [%" PRId32 "] from offset %s%" PRId64, e->topic,
@@ -469,6 +472,12 @@ int64_t source_token(source_t *src, int topic, int32_t partition)
     return ps && ps->owned ? ps->token : -1;
 }
 
+int64_t source_written(source_t *src, int topic, int32_t partition)
+{
+    struct part_state *ps = part_get(src, topic, partition, false);
+    return ps && ps->owned ? ps->written : -1;
+}
+
 static void pause_one(source_t *src, int topic, int32_t partition, bool pause)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -489,6 +498,16 @@ void source_disown(source_t *src, int topic, int32_t partition)
     log_warn("%s [%" PRId32 "] is owned by another kpid now (fence token changed): "
              "not writing it again until the group assigns it back",
              src->topics[topic].name, partition);
+    pause_one(src, topic, partition, true);
+}
+
+void source_reclaim(source_t *src, int topic, int32_t partition)
+{
+    struct part_state *ps = part_get(src, topic, partition, false);
+    if (!ps || !ps->owned)
+        return;
+    ps->owned = false;
+    ps->claim_pending = true;
     pause_one(src, topic, partition, true);
 }
 
@@ -535,6 +554,16 @@ size_t source_owned_count(const source_t *src)
     return n;
 }
 
+size_t source_owned_of_topic(const source_t *src, int topic, int32_t *out, size_t max)
+{
+    size_t n = 0;
+    const struct topic_state *ts = &src->topics[topic];
+    for (int32_t p = 0; p < ts->n_parts && n < max; p++)
+        if (ts->parts[p].owned)
+            out[n++] = p;
+    return n;
+}
+
 int source_retry_claims(source_t *src)
 {
     int pending = 0;
@@ -564,7 +593,7 @@ int source_retry_claims(source_t *src)
             ps->claim_pending = false;
             ps->owned = true;
             ps->token = token;
-            ps->start = offset;
+            ps->start = ps->written = offset;
             log_info("claimed %s [%" PRId32 "] at offset %" PRId64 "; consuming it", ts->name, p,
                      offset);
             if (!src->paused_all)
@@ -632,7 +661,7 @@ void source_dlq_poll(source_t *src, batch_t *const *batches, size_t n_batches, i
     src->n_results = 0;
 }
 
-void source_commit_copy(source_t *src, batch_t *batch)
+void source_committed(source_t *src, batch_t *batch)
 {
     size_t n = batch_partition_count(batch);
     if (!n)
@@ -640,6 +669,9 @@ void source_commit_copy(source_t *src, batch_t *batch)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
         const batch_partition_t *p = batch_partition_at(batch, i);
+        struct part_state *ps = part_get(src, p->topic, p->partition, false);
+        if (ps && ps->owned)
+            ps->written = p->next_offset;
         rd_kafka_topic_partition_list_add(l, src->topics[p->topic].name, p->partition)->offset =
             p->next_offset;
     }

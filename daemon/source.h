@@ -61,6 +61,14 @@ int64_t source_token(source_t *src, int topic, int32_t partition);
 /* Forget a partition Redis says someone else owns: pause it and drop its messages until
  * the group assigns it again. */
 void source_disown(source_t *src, int topic, int32_t partition);
+/* The next offset Redis is known to hold for an owned partition (from its claim or our
+ * last commit); -1 when none, or not owned. */
+int64_t source_written(source_t *src, int topic, int32_t partition);
+/* Redis went back in time for a partition we own (it lost acknowledged writes: a failover
+ * to a replica that was behind, or a restore): pause it and claim it again, which seeks
+ * to the offset Redis holds, so what Redis lost is consumed again. Retried like the claims
+ * of partitions assigned during an outage (source_retry_claims). */
+void source_reclaim(source_t *src, int topic, int32_t partition);
 
 /* Stop/restart fetching everything (Redis outage). New assignments stay paused too. */
 void source_pause_all(source_t *src);
@@ -68,6 +76,8 @@ void source_resume_all(source_t *src);
 /* Retry the claims of partitions assigned while Redis was down. 0 when none is pending. */
 int source_retry_claims(source_t *src);
 size_t source_owned_count(const source_t *src);
+/* The partitions of one topic this process owns (at most max). */
+size_t source_owned_of_topic(const source_t *src, int topic, int32_t *out, size_t max);
 /* How many partitions the subscribed topics have, asked of the cluster (blocks up to 5 s
  * per topic); 0 when it does not answer. */
 size_t source_partition_count(source_t *src);
@@ -92,8 +102,9 @@ int source_dlq_send(source_t *src, batch_invalid_t *rec, char *err, size_t errle
  * record (reports of records no longer held are ignored). */
 void source_dlq_poll(source_t *src, batch_t *const *batches, size_t n_batches, int timeout_ms);
 
-/* After a flush: commit the batch's next offsets to Kafka (async), for lag monitoring. */
-void source_commit_copy(source_t *src, batch_t *batch);
+/* After a flush: remember what Redis now holds (see source_written), and commit the
+ * batch's next offsets to Kafka (async), for lag monitoring only. */
+void source_committed(source_t *src, batch_t *batch);
 
 const char *source_topic_name(const source_t *src, int topic);
 

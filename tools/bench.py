@@ -73,7 +73,7 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-    def start_infra(self, topics):
+    def start_infra(self, topics, groups=()):
         self.redis_port = free_port()
         self.spawn(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no", "--dir", self.work], "redis.log")
@@ -81,6 +81,8 @@ class Bench:
         args = [os.path.join(self.build, "kpi-devbroker"), "-p", bootfile]
         for t in topics:
             args += ["-t", t]
+        for g in groups:  # the broker may drop what these groups committed (soak.py)
+            args += ["-g", g]
         self.broker_proc = self.spawn(args, "broker.log")
         for _ in range(200):
             if os.path.exists(bootfile) and open(bootfile).read().strip():
@@ -137,10 +139,11 @@ class Bench:
         if bad:
             sys.exit(f"DATA DROPPED by the mock broker in {topic}: {bad}")
 
-    def generate(self, cfg, topic, count, seed):
+    def generate(self, cfg, topic, count, seed, managers=1000):
         t = time.time()
         out = subprocess.run([os.path.join(self.build, "kpi-gen"), "-b", self.brokers, "-t", topic,
-                              "-c", cfg, "--seed", str(seed), "--count", str(count), "--managers", "1000",
+                              "-c", cfg, "--seed", str(seed), "--count", str(count),
+                              "--managers", str(managers),
                               "--dup-frac", "0.01", "--invalid-frac", "0.01", "--stats"],
                              check=True, capture_output=True, text=True)
         self.low_watermarks_zero(topic)
@@ -167,7 +170,7 @@ class Bench:
         return {k[len("cmdstat_"):]: (v["calls"], v["usec"])
                 for k, v in self.r.info("commandstats").items()}
 
-    def run_kpid(self, cfg, count, prefix="kpi", binary=None):
+    def run_kpid(self, cfg, count, prefix="kpi", binary=None, timeout=900):
         before = int(self.r.info("stats")["total_commands_processed"])
         stats0 = self.commandstats()
         broker_cpu0 = self.proc_cpu(self.broker_proc.pid)
@@ -178,7 +181,8 @@ class Bench:
                        "kpid-" + prefix + ".log")
         scraper = Scraper(self.metrics_ports.get(cfg))
         t0 = c0 = None
-        deadline = time.time() + 900
+        self.spawned_at = time.time()
+        deadline = time.time() + timeout
         samples, next_mark = [], 0.1
         while time.time() < deadline:
             c = self.meta_consumed(prefix)
@@ -191,7 +195,7 @@ class Bench:
                 break
             time.sleep(0.005)
         print("  RSS at each 10% of the stream (MiB): " + " ".join(str(s) for s in samples))
-        t1 = time.time()
+        t1 = self.caught_up_at = time.time()
         scraper.stop()
         hwm = 0
         for line in open(f"/proc/{p.pid}/status"):

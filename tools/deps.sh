@@ -3,7 +3,7 @@
 KPI_PACKAGES="build-essential cmake pkg-config git ca-certificates tzdata
   librdkafka-dev libhiredis-dev libyajl-dev libcmocka-dev libcurl4-openssl-dev
   libmicrohttpd-dev libsystemd-dev python3-prometheus-client
-  redis-server redis-tools kcat cppcheck valgrind
+  redis-server redis-sentinel redis-tools kcat cppcheck valgrind
   dpkg-dev groff-base systemd
   clang libclang-rt-dev llvm
   python3 python3-confluent-kafka python3-redis python3-pytest"

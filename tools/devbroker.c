@@ -6,6 +6,8 @@
  * First stdout line: "bootstrap=<host:port,...>" (flushed). Then stdin is a control
  * channel, one command per line, each answered with "ok" or "error <reason>" (flushed):
  *   down <broker>   up <broker>   leader <topic> <partition> <broker>   rtt <broker> <ms>
+ *   coordinator <group> <broker>   (pins the group's coordinator; else the mock hashes
+ *                                   the group id, so a test cannot know which broker it is)
  *   error <ApiKey> <count> <errcode>      (ApiKey/errcode by number or name: Produce,
  *                                          NOT_LEADER_FOR_PARTITION, ...)
  *   create <topic> <partitions>
@@ -366,6 +368,16 @@ static void run_command(char *line, int brokers) {
             return;
         }
         e = rd_kafka_mock_partition_set_leader(g_mcluster, argv[1], (int32_t)a, (int32_t)b);
+        if (e)
+            reply("error %s", rd_kafka_err2name(e));
+        else
+            reply("ok");
+    } else if (strcmp(cmd, "coordinator") == 0 && argc == 3) {
+        if (parse_long(argv[2], 0, INT32_MAX, &a)) {
+            reply("error bad broker id");
+            return;
+        }
+        e = rd_kafka_mock_coordinator_set(g_mcluster, "group", argv[1], (int32_t)a);
         if (e)
             reply("error %s", rd_kafka_err2name(e));
         else

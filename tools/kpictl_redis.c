@@ -4,43 +4,21 @@
 #include <time.h>
 
 #include "kpictl_impl.h"
+#include "rconn.h"
 
 redisContext *ctl_connect(const config_t *cfg, const char *config_path, char *err, size_t errlen)
 {
-    struct timeval tv = {cfg->redis_timeout_ms / 1000, (cfg->redis_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
-    if (!c || c->err) {
-        snprintf(err, errlen, "redis %s:%d: %s; is kpid's redis running?", cfg->redis_host,
-                 cfg->redis_port, c ? c->errstr : "cannot allocate");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    /* The connect timeout alone would let a stalled server hang a screen forever. */
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    const char *what = "AUTH";
-    if (cfg->redis_password)
-        r = cfg->redis_user ? redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password)
-                            : redisCommand(c, "AUTH %s", cfg->redis_password);
-    if ((!cfg->redis_password || (r && r->type != REDIS_REPLY_ERROR)) && cfg->redis_db) {
-        if (r)
-            freeReplyObject(r);
-        what = "SELECT";
-        r = redisCommand(c, "SELECT %d", cfg->redis_db);
-    }
-    int bad = (cfg->redis_password || cfg->redis_db) && (!r || r->type == REDIS_REPLY_ERROR);
-    if (bad)
-        snprintf(err, errlen, "redis %s:%d: %s: %s; check redis.user, redis.password and "
-                 "redis.db in %s", cfg->redis_host, cfg->redis_port, what,
-                 r ? r->str : c->errstr, config_path);
-    if (r)
-        freeReplyObject(r);
-    if (bad) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
+    /* Timeouts, AUTH, SELECT and the Sentinel lookup exactly as kpid does them. */
+    redisContext *c = rconn_open(cfg, err, errlen);
+    if (c)
+        return c;
+    size_t n = strlen(err);
+    if (strstr(err, ": AUTH: ") || strstr(err, ": SELECT: "))
+        snprintf(err + n, errlen - n, "; check redis.user, redis.password and redis.db in %s",
+                 config_path);
+    else
+        snprintf(err + n, errlen - n, "; is kpid's redis running?");
+    return NULL;
 }
 
 void pipe_cmd(struct pipe *p, int argc, const char **argv)

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "kpictl_impl.h"
+#include "rconn.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -56,9 +57,11 @@ static int watch_open(struct watch *w, char *err, size_t errlen)
     }
     redisReply *r = redisCommand(w->sub, "SUBSCRIBE %s", w->channel);
     int ok = r && r->type == REDIS_REPLY_ARRAY;
+    char addr[400];
+    rconn_address(cfg, addr, sizeof addr);
     if (!ok)
-        snprintf(err, errlen, "redis %s:%d: SUBSCRIBE %s: %s", cfg->redis_host, cfg->redis_port,
-                 w->channel, r && r->str ? r->str : w->sub->errstr);
+        snprintf(err, errlen, "redis %s: SUBSCRIBE %s: %s", addr, w->channel,
+                 r && r->str ? r->str : w->sub->errstr);
     if (r)
         freeReplyObject(r);
     if (!ok)
@@ -228,7 +231,8 @@ int view_watch(const struct ctl *x)
 {
     const config_t *cfg = x->cfg;
     struct watch w = {.x = x};
-    char err[1200];
+    char err[1200], addr[400];
+    rconn_address(cfg, addr, sizeof addr);
     keys_global(w.channel, sizeof w.channel, cfg->redis_prefix, "updates");
     struct sigaction sa = {0};
     sa.sa_handler = on_stop;
@@ -240,8 +244,7 @@ int view_watch(const struct ctl *x)
         fprintf(stderr, "kpictl: %s\n", err);
         return 1;
     }
-    fprintf(stderr, "kpictl: watching %s on redis %s:%d (Ctrl-C stops)\n", w.channel,
-            cfg->redis_host, cfg->redis_port);
+    fprintf(stderr, "kpictl: watching %s on redis %s (Ctrl-C stops)\n", w.channel, addr);
     while (!stop_requested) {
         redisReply *r = NULL;
         int got = watch_next(&w, &r);
@@ -251,16 +254,16 @@ int view_watch(const struct ctl *x)
         }
         if (got >= 0)
             continue;
-        fprintf(stderr, "kpictl: redis %s:%d: connection lost (%s); reconnecting every second,"
-                " updates published meanwhile are not shown\n", cfg->redis_host, cfg->redis_port,
+        fprintf(stderr, "kpictl: redis %s: connection lost (%s); reconnecting every second,"
+                " updates published meanwhile are not shown\n", addr,
                 w.sub && w.sub->err ? w.sub->errstr
                 : w.data && w.data->err ? w.data->errstr : "no reply");
         watch_close(&w);
         while (!stop_requested) {
             nap(1000);
             if (!stop_requested && watch_open(&w, err, sizeof err) == 0) {
-                fprintf(stderr, "kpictl: redis %s:%d: back; re-subscribed to %s\n",
-                        cfg->redis_host, cfg->redis_port, w.channel);
+                fprintf(stderr, "kpictl: redis %s: back; re-subscribed to %s\n", addr,
+                        w.channel);
                 break;
             }
         }

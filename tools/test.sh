@@ -20,9 +20,12 @@ cmake --build build-asan -j"$jobs"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Each run's record of the faults it injected (tools/reliability.py sums them).
+rm -rf build/reliability build-asan/reliability
 status=0
 echo "== tests (release)"
 (cd build && ctest --output-on-failure -j"$jobs") || status=1
 echo "== tests (ASan+UBSan)"
 (cd build-asan && ctest --output-on-failure -j"$jobs") || status=1
+/usr/bin/python3 tools/reliability.py build build-asan || true
 exit $status

@@ -46,16 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_event: fixed config rejected: %s\n", err);
         abort();
     }
-    rules = (event_rules_t){
-        .stages = config_stage_names(cfg),
-        .n_stages = cfg->n_stages,
-        .internal_domains = (const char *const *)cfg->internal_domains,
-        .n_internal_domains = cfg->n_internal_domains,
-        .phone_prefixes = (const char *const *)cfg->internal_phone_prefixes,
-        .n_phone_prefixes = cfg->n_internal_phone_prefixes,
-        .future_skew_ms = cfg->future_skew_s * 1000,
-        .max_message_bytes = cfg->max_message_bytes,
-    };
+    rules = config_event_rules(cfg);
     if (!(parser = event_parser_new()))
         abort();
     atexit(cleanup); /* so LSan at exit sees nothing of ours still reachable */

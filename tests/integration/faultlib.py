@@ -264,8 +264,9 @@ class Stream:
     Every run (the reference included) uses its own group and dead-letter topic on this
     broker, so runs do not see each other. Create with Stream(env, ...).setup()."""
 
-    def __init__(self, env, seed, count, partitions=8, brokers=None, managers=30):
+    def __init__(self, env, seed, count, partitions=8, brokers=None, managers=30, produce_conf=None):
         self.env = env
+        self.produce_conf = produce_conf or {}  # producer settings, e.g. smaller batches
         self.seed = seed
         self.count = count
         self.partitions = partitions
@@ -279,7 +280,7 @@ class Stream:
         probe = kpitest.default_config(self.broker.bootstrap, 6379, **GEN_CONFIG)
         self.gen_cfg = probe
         gen = gen_stream(env.dir, probe, self.seed, self.count, managers=self.managers)
-        self.msgs = kpitest.produce(self.broker.bootstrap, EVENTS_TOPIC, gen)
+        self.msgs = kpitest.produce(self.broker.bootstrap, EVENTS_TOPIC, gen, **self.produce_conf)
         self.by_origin = {(m.partition, m.offset): m for m in self.msgs}
         self.ends = kpitest.end_offsets(self.broker.bootstrap, EVENTS_TOPIC)
         assert sum(self.ends.values()) == len(self.msgs)
@@ -396,6 +397,7 @@ class Stream:
         extra = set(origins) - self.invalid
         assert not extra, "%s: DLQ copies of messages that are not invalid: %r" % (what, sorted(extra)[:10])
         self.check_low_watermarks([dlq])
+        kpitest.tally_compared(len(self.msgs), len(self.invalid))
         return len(origins) - len(set(origins))
 
 
@@ -439,6 +441,7 @@ class Frozen:
 
     def __enter__(self):
         os.kill(self.proc.pid, signal.SIGSTOP)
+        kpitest.tally_fault("SIGSTOP (frozen) %s" % os.path.basename(self.proc.args[0]))
         return self
 
     def __exit__(self, *exc):

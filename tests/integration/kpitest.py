@@ -20,6 +20,14 @@ Environment: KPI_BUILD (cmake build dir holding kpid, kpi-devbroker, kpi-gen) an
 KPI_SRC (repository root). Binaries missing from KPI_BUILD fail the test (not skip):
 CTest must not report green for tests that did not run.
 
+Least privilege: every redis-server loads config/redis-acl.conf (acl_text(): test
+passwords for its placeholders, `default` left on with every permission for the tests' own
+clients), and default_config() connects kpid as the `kpid` ACL user (password_file), so a
+command or key the file does not grant kpid fails the test that needs it (NOPERM). kpictl
+runs as the read-only `dashboard` user (dashboard_config()). Env.kpid refuses a config
+dict with another redis.user unless any_user=True; env.redis(acl=False) is a server
+without the ACL users (Env.config then connects as `default`).
+
 Every child is started with PR_SET_PDEATHSIG=SIGKILL, so even a pytest that is itself
 killed -9 leaves no redis/broker/kpid behind to confuse the next run.
 
@@ -33,7 +41,8 @@ What is here:
              **over), write_config(), kpid(cfg), clean_run(messages, **over), logs(),
              sanitizer_reports(), close().
              RedisServer: client(), stop() (clean), kill(), start(), restart() (same port
-             and dir; with appendonly=True the data survives), running().
+             and dir; with appendonly=True the data survives), running(),
+             connection_users().
              DevBroker: bootstrap, cmd("down 1"), watermarks(topic), create_topic(),
              data_lost(). Kpid: start(), stop() -> exit status, kill(), signal(),
              wait(), running(), log(), log_tail(), wait_log(regex), log_size().
@@ -43,9 +52,14 @@ What is here:
   Redis      meta(), consumed_count(), wait_consumed(), dump_redis() (normalized, the
              volatile parts left out), diff_dumps(), assert_same(), counter_view(),
              expiry_view().
-  config     default_config() (test defaults: UTC, batch.max_ms 50, fast group session),
-             deep_merge() with DELETE to drop a key, write_config().
+  config     default_config() (test defaults: UTC, batch.max_ms 50, fast group session,
+             the kpid ACL user), deep_merge() with DELETE to drop a key, write_config().
+  ACL        acl_text(), as_user(cfg, user), dashboard_config(cfg), password_file(user),
+             user_client(redis, user), ACL_PASSWORDS; KPI_ACL_FILE overrides the file.
   misc       free_port(), port_is_open(), wait_for(), binary(), HarnessError.
+  tally      tally_fault(kind), tally_compared(messages, malformed): what the process did
+             to kpid, written to $KPI_BUILD/reliability/ at exit (tools/reliability.py);
+             Kpid.kill, RedisServer.kill and DevBroker fault commands count themselves.
 
 "Equals one clean run" (crash tests): produce with explicit partitions, so a second
 broker gets the same partitions and offsets, then
@@ -53,7 +67,9 @@ broker gets the same partitions and offsets, then
     assert_same(ref, dump_redis(redis.client()), "state after crashes")
 """
 
+import atexit
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -62,6 +78,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -90,6 +107,123 @@ Record = namedtuple("Record", "topic partition offset key value headers header_l
 
 class HarnessError(AssertionError):
     """A failure of the environment (a process did not start, a wait timed out)."""
+
+
+# ---------------------------------------------------------------------------------
+# least privilege: every redis-server of the harness loads config/redis-acl.conf
+
+
+# KPI_ACL_FILE runs the suite against another ACL file (yours, or a copy with a command
+# taken out to see the tests fail).
+ACL_FILE = os.environ.get("KPI_ACL_FILE") or os.path.join(
+    SRC or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."),
+    "config", "redis-acl.conf")
+KPID_USER = "kpid"
+DASHBOARD_USER = "dashboard"
+# One password per user, so a client that names the wrong user cannot get in by accident.
+ACL_PASSWORDS = {"admin": "admin-test-pw", KPID_USER: "kpid-test-pw",
+                 DASHBOARD_USER: "dashboard-test-pw"}
+
+HARNESS_CLIENT_NAME = "kpitest"
+
+_secrets_dir = None
+
+
+def acl_text(path=ACL_FILE, passwords=None):
+    """The shipped ACL file as every harness redis-server loads it: each user's
+    #<USER>_PASSWORD_SHA256 placeholder replaced by the hash of its test password, and
+    `default` (which the file turns off) on with every permission and no password, for the
+    tests' own checking clients. kpid, kpictl and --rebuild authenticate as the file's
+    users, so what the file does not grant them fails the tests (NOPERM)."""
+    passwords = ACL_PASSWORDS if passwords is None else passwords
+    with open(path) as f:
+        text = f.read()
+    out = []
+    for line in text.splitlines():
+        if line.startswith("user default "):
+            line = "user default on nopass ~* &* +@all"
+        for user, pw in passwords.items():
+            line = line.replace("#%s_PASSWORD_SHA256" % user.upper(),
+                                "#" + hashlib.sha256(pw.encode()).hexdigest())
+        if "_PASSWORD_SHA256" in line:
+            raise HarnessError("%s: a password placeholder without a test password: %s" % (path, line))
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def password_file(user):
+    """An absolute redis.password_file (mode 0600) holding `user`'s test password; one
+    per test process, removed at exit."""
+    global _secrets_dir
+    if _secrets_dir is None:
+        _secrets_dir = tempfile.mkdtemp(prefix="kpitest-secrets-")
+        atexit.register(shutil.rmtree, _secrets_dir, True)
+    path = os.path.join(_secrets_dir, "%s-password" % user)
+    if not os.path.exists(path):
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (ACL_PASSWORDS[user] + "\n").encode())
+        os.close(fd)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def as_user(cfg, user):
+    """cfg connecting to Redis as an ACL user of the harness (password from a file);
+    user None: as `default` without a password (for a server started with acl=False)."""
+    if user is None:
+        return deep_merge(cfg, {"redis": {"user": None, "password": None, "password_file": DELETE}})
+    return deep_merge(cfg, {"redis": {"user": user, "password": None,
+                                      "password_file": password_file(user)}})
+
+
+def dashboard_config(cfg):
+    """cfg for kpictl: the read-only `dashboard` user (kpictl sends no write command)."""
+    return as_user(cfg, DASHBOARD_USER)
+
+
+def user_client(redis, user, **kw):
+    """A redis-py client of a harness RedisServer authenticated as an ACL user (closed
+    at teardown)."""
+    c = redis_mod.Redis(host=redis.host, port=redis.port, username=user,
+                        password=ACL_PASSWORDS[user], socket_timeout=kw.pop("socket_timeout", 5), **kw)
+    redis._clients.append(c)
+    return c
+
+
+# ---------------------------------------------------------------------------------
+# reliability tally: what this test process did to kpid, for tools/reliability.py
+
+
+_tally = {"faults": {}, "runs_compared": 0, "messages_compared": 0, "malformed_compared": 0}
+
+
+def tally_fault(kind, n=1):
+    """Count a fault injected while kpid runs ("kill -9 kpid", "broker down", ...). The
+    process-control methods below count theirs; tests count the others (OOM, failovers)."""
+    _tally["faults"][kind] = _tally["faults"].get(kind, 0) + n
+
+
+def tally_compared(messages, malformed):
+    """Count a run whose final Redis was found equal to a clean run's (call it only after
+    the comparison passed)."""
+    _tally["runs_compared"] += 1
+    _tally["messages_compared"] += messages
+    _tally["malformed_compared"] += malformed
+
+
+def _tally_write():
+    if not BUILD or not (_tally["faults"] or _tally["runs_compared"]):
+        return
+    test = next((os.path.basename(a) for a in sys.argv if os.path.basename(a).startswith("test_")
+                 and a.endswith(".py")), "pytest")
+    d = os.path.join(BUILD, "reliability")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "%s-%d.json" % (test[:-3] if test.endswith(".py") else test,
+                                              os.getpid())), "w") as f:
+        json.dump(dict(_tally, test=test), f)
+
+
+atexit.register(_tally_write)
 
 
 # ---------------------------------------------------------------------------------
@@ -210,15 +344,18 @@ class RedisServer:
     """A private redis-server on a free loopback port with its own directory.
 
     Persistence is off (--save '') unless appendonly=True, in which case restart()
-    brings the data back from the AOF (useful for Redis-restart fault tests)."""
+    brings the data back from the AOF (useful for Redis-restart fault tests).
+    acl=True (the default) loads acl_text() (config/redis-acl.conf): kpid must connect
+    as the `kpid` user; acl=False is a server without ACL users."""
 
-    def __init__(self, workdir, appendonly=False, port=None, extra_args=()):
+    def __init__(self, workdir, appendonly=False, port=None, extra_args=(), acl=True):
         self.dir = workdir
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
+        self.acl = acl
         self.log_path = os.path.join(self.dir, "redis.log")
         self.proc = None
         self._clients = []
@@ -235,7 +372,13 @@ class RedisServer:
             "--daemonize", "no",
             "--protected-mode", "no",
             "--logfile", "",
-        ] + self.extra_args
+        ]
+        if self.acl:
+            acl_path = os.path.join(self.dir, "users.acl")
+            with open(acl_path, "w") as f:
+                f.write(acl_text())
+            argv += ["--aclfile", acl_path]
+        argv += self.extra_args
         self.proc = spawn(argv, self.log_path)
 
         def ready():
@@ -256,12 +399,22 @@ class RedisServer:
 
     def client(self, db=0):
         """A redis-py client (bytes responses), closed at teardown. It reconnects by
-        itself after a restart (one retry), so tests may keep it across restarts."""
+        itself after a restart (one retry), so tests may keep it across restarts. It is
+        the `default` user, named HARNESS_CLIENT_NAME (see connection_users())."""
         c = redis_mod.Redis(host=self.host, port=self.port, db=db, socket_timeout=10,
-                            retry=Retry(NoBackoff(), 1),
+                            client_name=HARNESS_CLIENT_NAME, retry=Retry(NoBackoff(), 1),
                             retry_on_error=[redis_mod.exceptions.ConnectionError])
         self._clients.append(c)
         return c
+
+    def connection_users(self):
+        """{ACL user: connections} of the clients that are not the harness's own: proof
+        that kpid (or kpictl) authenticated as the user it should and not as `default`."""
+        out = {}
+        for info in self.client().client_list():
+            if info.get("name") != HARNESS_CLIENT_NAME:
+                out[info["user"]] = out.get(info["user"], 0) + 1
+        return out
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -273,6 +426,7 @@ class RedisServer:
 
     def kill(self):
         if self.proc is not None:
+            tally_fault("kill -9 redis-server")
             kill_process(self.proc)
 
     def restart(self, timeout=10.0):
@@ -297,7 +451,8 @@ class DevBroker:
     topics: dict name -> partitions. bootstrap is parsed from its first stdout line.
     cmd("down 1") sends one control line and returns its answer line ("ok ...");
     an "error ..." answer raises unless check=False. Commands (see tools/devbroker.c):
-    down/up <broker>, leader <topic> <p> <broker>, rtt <broker> <ms>,
+    down/up <broker>, leader <topic> <p> <broker>, coordinator <group> <broker>,
+    rtt <broker> <ms>,
     error <ApiKey> <count> <errcode>, create <topic> <parts>, watermarks <topic>.
     strict=True makes the broker exit 3 as soon as it drops data (see data_lost())."""
 
@@ -351,6 +506,11 @@ class DevBroker:
     def cmd(self, line, check=True, timeout=15.0):
         """Send one control line; return its final answer line ("ok ..." or "error ...").
         Lines before it (watermarks' "watermark ..." lines) are left in self.last_lines."""
+        words = line.split()
+        if words and words[0] in ("down", "leader", "error", "rtt"):
+            tally_fault({"down": "broker down", "leader": "partition leader moved",
+                         "rtt": "broker slowed (rtt)"}.get(words[0], "broker request errors injected"),
+                        int(words[2]) if words[0] == "error" and len(words) > 2 and words[2].isdigit() else 1)
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
         self.last_lines = []
@@ -447,6 +607,7 @@ class Kpid:
 
     def kill(self):
         """SIGKILL (a crash) and reap. Returns the exit status (-9)."""
+        tally_fault("kill -9 kpid")
         return kill_process(self.proc)
 
     def wait(self, timeout):
@@ -510,7 +671,9 @@ def default_config(bootstrap, redis_port, **over):
             # 45 s default every restart would cost 45 s.
             "properties": dict(FAST_GROUP_PROPERTIES),
         },
-        "redis": {"host": "127.0.0.1", "port": redis_port, "db": 0, "user": None, "password": None,
+        # As the least-privileged ACL user every harness redis-server has (acl_text()).
+        "redis": {"host": "127.0.0.1", "port": redis_port, "db": 0, "user": KPID_USER,
+                  "password": None, "password_file": password_file(KPID_USER),
                   "prefix": DEFAULT_PREFIX, "timeout_ms": 2000},
         "time_zone": "UTC",
         "teams": {},
@@ -934,9 +1097,11 @@ class Env:
         os.makedirs(d, exist_ok=True)
         return d
 
-    def redis(self, appendonly=False, port=None, start=True, extra_args=()):
-        """A started RedisServer (start=False: configured, port reserved, not running)."""
-        r = RedisServer(self._sub("redis"), appendonly=appendonly, port=port, extra_args=extra_args)
+    def redis(self, appendonly=False, port=None, start=True, extra_args=(), acl=True):
+        """A started RedisServer (start=False: configured, port reserved, not running);
+        with the ACL users of config/redis-acl.conf unless acl=False."""
+        r = RedisServer(self._sub("redis"), appendonly=appendonly, port=port, extra_args=extra_args,
+                        acl=acl)
         self._owned.append(r)
         return r.start() if start else r
 
@@ -949,14 +1114,24 @@ class Env:
         return b.start()
 
     def config(self, broker, redis, **over):
-        """default_config for this broker and redis, with overrides deep-merged."""
-        return default_config(broker.bootstrap, redis.port, **over)
+        """default_config for this broker and redis (kpid as the `kpid` ACL user, or as
+        `default` on a server started with acl=False), with overrides deep-merged."""
+        cfg = default_config(broker.bootstrap, redis.port, **over)
+        return cfg if getattr(redis, "acl", True) else as_user(cfg, None)
 
     def write_config(self, cfg, name="kpid.json"):
         return write_config(os.path.join(self.dir, name), cfg)
 
-    def kpid(self, cfg, name=None, start=True, extra_args=(), wrapper=()):
-        """Writes cfg (a dict, or a path to an existing file) and starts kpid on it."""
+    def kpid(self, cfg, name=None, start=True, extra_args=(), wrapper=(), any_user=False):
+        """Writes cfg (a dict, or a path to an existing file) and starts kpid on it. A dict
+        must connect as the `kpid` ACL user unless any_user=True (least privilege is
+        tested by the whole suite, not by one file)."""
+        if isinstance(cfg, dict) and not any_user:
+            r = cfg.get("redis") or {}
+            if r.get("user") != KPID_USER or not (r.get("password") or r.get("password_file")):
+                raise HarnessError("kpid config with redis.user %r and no password: the tests "
+                                   "run kpid as the %r ACL user (pass any_user=True to mean "
+                                   "otherwise)" % (r.get("user"), KPID_USER))
         name = name or "kpid%d" % (len(self.kpids) + 1)
         path = cfg if isinstance(cfg, str) else self.write_config(cfg, name + ".json")
         k = Kpid(self.dir, path, name=name, extra_args=extra_args, wrapper=wrapper)

@@ -1,16 +1,13 @@
 """Least privilege: kpid runs as the Redis ACL user of config/redis-acl.conf, the
 dashboard user reads but cannot write.
 
-The shipped ACL file is loaded as it is (redis-server --aclfile), with only its password
-placeholders replaced and the `default` user (which it turns off) left on for this
-harness: the dumps and comparisons connect as `default`. kpid (counting, deals, alert
-evaluation, alert delivery, --rebuild) and kpictl connect as the ACL users, so a command
-or key kpid needs that the file does not grant shows up as a NOPERM in kpid's log, a
-stalled stream or a failed rebuild. Only this file runs with the ACL (the rest of the
-suite connects as `default`): one run of every code path that talks to Redis is enough
-to pin the command list."""
+Every redis-server of the suite loads the shipped ACL file (kpitest.acl_text(): test
+passwords for its placeholders, `default` left on for the harness's own clients) and every
+kpid of the suite connects as the `kpid` user, every kpictl as `dashboard`. This file
+runs the code paths that talk to Redis together (counting, deals, alert evaluation, alert
+delivery, --rebuild, kpictl), checks that there is no NOPERM anywhere, and checks what the
+users must NOT be able to do."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,10 +15,6 @@ import subprocess
 import faultlib
 import kpitest
 from kpitest import ALERTS_TOPIC
-
-ACL_FILE = os.path.join(kpitest.SRC or os.path.join(os.path.dirname(__file__), "..", ".."),
-                        "config", "redis-acl.conf")
-PASSWORD = "acl-test-pw"
 
 # Alert evaluation and delivery run: a target nobody reaches, over a calendar where every
 # hour is working time, so the threshold rule fires on the wall clock whatever the hour.
@@ -35,41 +28,13 @@ ALERTS = {
 }
 
 
-def acl_file(workdir):
-    """The shipped file with real password hashes; `default` on for the harness."""
-    with open(ACL_FILE) as f:
-        text = f.read()
-    digest = hashlib.sha256(PASSWORD.encode()).hexdigest()
-    out = []
-    for line in text.splitlines():
-        if line.startswith("user default "):
-            line = "user default on nopass ~* &* +@all"
-        for name in ("ADMIN", "KPID", "DASHBOARD"):
-            line = line.replace("#%s_PASSWORD_SHA256" % name, "#" + digest)
-        out.append(line)
-    path = os.path.join(workdir, "users.acl")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
-
-
-def as_user(cfg, user, pw_file):
-    return kpitest.deep_merge(cfg, {"redis": {"user": user, "password": None,
-                                              "password_file": pw_file}})
-
-
 def test_kpid_and_dashboard_as_acl_users(env):
     stream = faultlib.Stream(env, seed=7, count=3000, partitions=4).setup()
-    redis = env.redis(extra_args=["--aclfile", acl_file(env.dir)])
+    redis = env.redis()
     admin = redis.client()
-    pw_file = os.path.join(env.dir, "redis-password")
-    fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, (PASSWORD + "\n").encode())
-    os.close(fd)
 
     # Nothing else works for kpid: not the admin commands, not keys outside the prefix.
-    kp = kpitest.redis_mod.Redis(host=redis.host, port=redis.port, username="kpid",
-                                 password=PASSWORD, socket_timeout=5)
+    kp = kpitest.user_client(redis, kpitest.KPID_USER)
     for cmd in (("FLUSHALL",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*"),
                 ("HSET", "other:x", "a", "1"), ("XGROUP", "DESTROY", "kpi:alerts", "kafka")):
         try:
@@ -80,9 +45,12 @@ def test_kpid_and_dashboard_as_acl_users(env):
     kp.close()
 
     group, dlq = stream.new_run("acl")
-    cfg = as_user(stream.config(redis, group, dlq, **ALERTS), "kpid", pw_file)
+    cfg = stream.config(redis, group, dlq, **ALERTS)
+    assert cfg["redis"]["user"] == kpitest.KPID_USER
     kpid = env.kpid(cfg, name="kpid-acl")
     stream.wait_consumed(admin, group, kpid)
+    # kpid really is the `kpid` user (the harness's own clients are `default`).
+    assert set(redis.connection_users()) == {kpitest.KPID_USER}, redis.connection_users()
     # An alert evaluation has run and its alerts went out through the stream's consumer
     # groups to the alerts topic (XADD, XREADGROUP, XACK as kpid).
     kpitest.wait_for(lambda: admin.hget("kpi:meta", "eval_ts") and admin.xlen("kpi:alerts") > 0,
@@ -92,7 +60,7 @@ def test_kpid_and_dashboard_as_acl_users(env):
     assert kpid.stop() == 0, kpid.log_tail()
     assert "NOPERM" not in kpid.log(), kpid.log_tail()
 
-    # Counts exact: equal to the clean run (no ACL, no alerts) but for what evaluation adds.
+    # Counts exact: equal to the clean run (no alerts) but for what evaluation adds.
     dump = kpitest.dump_redis(admin)
     faultlib.check_consistent(admin, group, "ACL run")
     stream.check_offsets(admin, group, "ACL run")
@@ -111,13 +79,12 @@ def test_kpid_and_dashboard_as_acl_users(env):
                            without_evaluation(faultlib.normalize(dump, group)), "ACL run")
 
     # The dashboard user: kpictl's reads work, a write is refused.
-    dash = env.write_config(as_user(cfg, "dashboard", pw_file), "dashboard.json")
+    dash = env.write_config(kpitest.dashboard_config(cfg), "dashboard.json")
     r = subprocess.run([kpitest.binary("kpictl"), "-c", dash, "board", "--json"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert json.loads(r.stdout), r.stdout
-    db = kpitest.redis_mod.Redis(host=redis.host, port=redis.port, username="dashboard",
-                                 password=PASSWORD, socket_timeout=5)
+    db = kpitest.user_client(redis, kpitest.DASHBOARD_USER)
     assert db.hgetall("kpi:meta")[b"events_applied"] == dump["kpi:meta"]["value"]["events_applied"].encode()
     for cmd in (("HSET", "kpi:meta", "x", "1"), ("KEYS", "*"), ("DEL", "kpi:meta")):
         try:
@@ -139,7 +106,8 @@ def test_kpid_and_dashboard_as_acl_users(env):
 def test_world_readable_config_with_a_password_is_warned(env):
     """An inline secret in a file every user can read: a warning (not a refusal, which
     would stop setups that ran until now), at start and under --check-config."""
-    cfg = kpitest.default_config("127.0.0.1:9", 6379, redis={"password": "inline"})
+    cfg = kpitest.default_config("127.0.0.1:9", 6379,
+                                 redis={"password": "inline", "password_file": kpitest.DELETE})
     path = env.write_config(cfg, "inline.json")
     warning = ("%s is readable by every user and holds redis.password; move the secret to "
                "redis.password_file (LoadCredential=) or chmod o-r %s" % (path, path))
@@ -150,3 +118,22 @@ def test_world_readable_config_with_a_password_is_warned(env):
         assert r.returncode == 0, r.stderr
         assert (warning in r.stderr) == warned, (oct(mode), r.stderr)
         assert not kpitest.SANITIZER_RE.search(r.stderr), r.stderr
+
+
+def test_missing_grant_is_named_in_the_log(env):
+    """An ACL that lacks a command kpid needs: the log names the refusal (NOPERM and the
+    command), not only the EXECABORT that ends the transaction, and kpid recovers by
+    itself once the grant is back. HINCRBY is the first command of a partition claim."""
+    stream = faultlib.Stream(env, seed=11, count=2000, partitions=2).setup()
+    redis = env.redis()
+    admin = redis.client()
+    admin.execute_command("ACL", "SETUSER", kpitest.KPID_USER, "-hincrby")
+    group, dlq = stream.new_run("acl-missing")
+    kpid = env.kpid(stream.config(redis, group, dlq), name="kpid-acl-missing")
+    line = kpid.wait_log(r"claiming partitions: NOPERM .*'hincrby'", timeout=60)
+    assert line, kpid.log_tail()
+    assert not faultlib.log_lines(kpid, r"claiming partitions: EXECABORT"), kpid.log_tail()
+    admin.execute_command("ACL", "SETUSER", kpitest.KPID_USER, "+hincrby")
+    stream.wait_consumed(admin, group, kpid)
+    assert kpid.stop() == 0, kpid.log_tail()
+    stream.check_run(admin, group, dlq, "a claim refused by the ACL, then granted")

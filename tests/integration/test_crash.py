@@ -92,6 +92,7 @@ def test_sigterm_during_flushes(env, stream):
         time.sleep(r.uniform(0, 0.01))
         mark = kpid.log_size()
         kpid.signal(signal.SIGTERM)
+        kpitest.tally_fault("SIGTERM kpid during flushes")
         rc = kpid.wait(30)
         assert rc == 0, "SIGTERM: kpid exited %s\n%s" % (rc, kpid.log_tail())
         # A clean stop leaves nothing held: everything consumed is flushed and covered by

@@ -114,6 +114,7 @@ def test_redis_oom(env, stream):
     c.config_set("maxmemory-policy", "noeviction")
     used = int(c.info("memory")["used_memory"])
     c.config_set("maxmemory", used + 256 * 1024)
+    kpitest.tally_fault("redis refusing writes: OOM")
     try:
         # kpid's own flushes fill Redis up to the limit and are refused from then on...
         kpid.wait_log(r"OOM command not allowed", timeout=20, start=mark)
@@ -159,6 +160,7 @@ def test_redis_misconf(env, stream):
     c.config_set("stop-writes-on-bgsave-error", "yes")
     try:
         bgsave(c, "err")
+        kpitest.tally_fault("redis refusing writes: MISCONF")
         expect_write_refused(c, "MISCONF")
         check_paused(stream, kpid, c, group, port, r"MISCONF", mark, "MISCONF")
     finally:

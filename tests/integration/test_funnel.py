@@ -387,7 +387,7 @@ def test_kpictl_views(env):
     ]
     msgs = kpitest.produce(broker.bootstrap, EVENTS_TOPIC, [(None, v, 0) for v in events])
     kpitest.wait_consumed(redis.client(), len(msgs), kpid)
-    path = env.write_config(cfg, "kpictl.json")
+    path = env.write_config(kpitest.dashboard_config(cfg), "kpictl.json")
     board = kpictl(path, "board", "--period", "d")
     # manager team calls conn talk_m emails meet first touches internal won win% pipeline touch24h
     iv = line_of(board, "ivanov")

@@ -1,8 +1,9 @@
 """Several kpid in one consumer group, sharing one Redis: one killed -9 mid-stream (the
 survivor takes its partitions over after the session timeout), with the eager and the
-cooperative assignor; and one frozen with SIGSTOP past max.poll.interval.ms while the
-other goes on, then woken up: its fence tokens are stale, so it must not write the
-partitions it lost. Every run ends equal to the clean run (faultlib)."""
+cooperative assignor; members killed -9 and added by turns (two kpid, then three,
+two, three and two); and one frozen with SIGSTOP past max.poll.interval.ms while the other goes
+on, then woken up: its fence tokens are stale, so it must not write the partitions it
+lost. Every run ends equal to the clean run (faultlib)."""
 
 import re
 import time
@@ -31,7 +32,20 @@ def assigned_partitions(kpid, start=0):
 def current_partitions(kpid):
     """Partitions assigned since kpid last gave its partitions up (eager assignor)."""
     log = kpid.log()
-    return assigned_partitions(kpid, log.rfind("revoking") + 1)
+    ends = [m.end() for m in re.finditer(r"(?:revoking|lost) \d+ partition", log)]
+    return assigned_partitions(kpid, ends[-1] if ends else 0)
+
+
+def wait_shared(env, members, partitions, what, timeout=60):
+    """Wait until the (eager) group settled: every member owns partitions, none twice,
+    all of them owned. Returns {member name: partitions}."""
+    def shared():
+        owned = [current_partitions(k) for k in members]
+        every = set().union(*owned)
+        if all(owned) and sum(len(o) for o in owned) == len(every) == partitions:
+            return {k.name: o for k, o in zip(members, owned)}
+        return None
+    return kpitest.wait_for(shared, timeout, what, on_timeout=env.logs)
 
 
 @pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
@@ -60,6 +74,55 @@ def test_member_killed(env, stream, assignor):
         sorted(taken), sorted(lost), survivor.log_tail())
     assert survivor.stop() == 0, survivor.log_tail()
     stream.check_run(c, group, dlq, "one of two kpid killed (%s)" % assignor)
+
+
+def test_members_killed_and_added(env, stream):
+    """Four kpid in one group, at most three at a time (eager assignor, so every change
+    moves partitions between all members): A and B start, C joins, one of the three
+    (seeded choice) is killed -9, D joins (while the dead member is still in the group),
+    another one is killed; the two left finish the stream. After every change the counters match the stored offsets, and
+    the end state equals the clean run's."""
+    n = len(stream.msgs)
+    r = faultlib.rng(SEED + 1)
+    redis = env.redis()
+    c = redis.client()
+    group, dlq = stream.new_run("churn")
+    cfg = stream.config(redis, group, dlq, properties={"partition.assignment.strategy": "range"},
+                        batch={"max_events": 50, "max_ms": 5})
+    live = [env.kpid(cfg, name="kpid-a"), env.kpid(cfg, name="kpid-b")]
+    wait_shared(env, live, stream.partitions, "A and B to share the partitions")
+
+    def mid_stream(what):
+        s = faultlib.check_consistent(c, group, what)
+        done = kpitest.consumed_count(s["meta"])
+        print("%s: %d of %d consumed" % (what, done, n))
+        assert done < n, "the stream ended before: " + what
+
+    def join(name, at_least):
+        faultlib.wait_progress(c, at_least, live[0], timeout=90)
+        k = env.kpid(cfg, name=name)
+        live.append(k)
+        mid_stream("right after %s started" % name)
+        shares = wait_shared(env, live, stream.partitions, "%s to get partitions" % name)
+        mid_stream("after %s got partitions %s" % (name, sorted(shares[name])))
+
+    def kill(at_least):
+        faultlib.wait_progress(c, at_least, live[0], timeout=90)
+        victim = r.choice(live)
+        owned = current_partitions(victim)
+        assert owned, "%s owns no partitions" % victim.name
+        live.remove(victim)
+        victim.kill()
+        mid_stream("right after %s (partitions %s) was killed" % (victim.name, sorted(owned)))
+
+    join("kpid-c", n // 10)
+    kill(n // 4)
+    join("kpid-d", 0)
+    kill(kpitest.consumed_count(kpitest.meta(c)) + n // 10)
+    stream.wait_consumed(c, group, live[0], timeout=120)
+    for k in live:
+        assert k.stop() == 0, k.log_tail()
+    stream.check_run(c, group, dlq, "members killed and added mid-stream")
 
 
 @pytest.mark.parametrize("batching", ["holding", "flushing"])

@@ -1,7 +1,8 @@
 """kpictl manager, team, top, the --json documents of every command, its errors, and
 kpictl watch following kpi:updates across a Redis restart.
 
-kpictl only reads Redis, so each test starts a redis-server and writes by hand what kpid
+kpictl only reads Redis (as the read-only `dashboard` ACL user, kpitest.dashboard_config),
+so each test starts a redis-server and writes by hand what kpid
 would write (the README's "Redis layout"), then checks kpictl's output line by line and
 its JSON value by value. The configuration uses the event clock, so "now" is
 kpi:meta last_event_ts: 2026-11-20T00:00:00Z, 03:00 in Moscow, whatever day the tests run.
@@ -40,7 +41,7 @@ ALERT = {"alert_id": "ivanov/weekly-meetings/w:2026-W47/1", "state": "firing",
 def start(env):
     redis = env.redis()
     cfg = kpitest.default_config(BROKERS, redis.port, **kpitest.deep_merge(CONFIG, {}))
-    return redis, env.write_config(cfg, "kpictl.json")
+    return redis, env.write_config(kpitest.dashboard_config(cfg), "kpictl.json")
 
 
 def run(path, *args, rc=0):
@@ -329,6 +330,8 @@ def test_watch(env):
     try:
         kpitest.wait_for(lambda: dict(r.pubsub_numsub("kpi:updates"))[b"kpi:updates"] == 2,
                          10, "two kpictl watch subscribed")
+        # kpictl authenticated as the read-only user, not as the harness's `default`.
+        assert set(redis.connection_users()) == {kpitest.DASHBOARD_USER}, redis.connection_users()
         r.publish("kpi:updates", json.dumps({"managers": ["ivanov", "walker"], "ts": NOW_MS}))
         assert w.line() == (
             "2026-11-20T00:00:00Z ivanov d:2026-11-20 touches=4 calls=5 emails=0"

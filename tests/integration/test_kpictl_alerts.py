@@ -2,7 +2,8 @@
 and how many alerts fire now (the managers' kpi:mgr:{<m>}:alerts hashes); and kpictl's
 "now" following kpid's event clock.
 
-kpictl only reads Redis, so these tests start a redis-server and write by hand what kpid
+kpictl only reads Redis (as the read-only `dashboard` ACL user, kpitest.dashboard_config),
+so these tests start a redis-server and write by hand what kpid
 would write: alert objects as in contract section 5 (plus one garbage entry), firing
 hashes, counters. No kpid runs, so nothing else writes the stream while a test reads it.
 """
@@ -26,7 +27,7 @@ CONFIG = {
 def start(env, **over):
     redis = env.redis()
     cfg = kpitest.default_config(BROKERS, redis.port, **kpitest.deep_merge(CONFIG, over))
-    return redis.client(), env.write_config(cfg, "kpictl.json")
+    return redis.client(), env.write_config(kpitest.dashboard_config(cfg), "kpictl.json")
 
 
 def kpictl(path, *args, rc=0):

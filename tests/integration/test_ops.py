@@ -61,23 +61,26 @@ def test_unit_settings():
 
 
 def test_redis_password_from_the_credentials_directory(env, tmp_path):
+    # kpid can only get in as the `kpid` ACL user with that user's password, read from
+    # the credentials directory.
     redis = env.redis()
-    redis.client().config_set("requirepass", "s3cret-pw")
     broker = env.broker()
+    pw = kpitest.ACL_PASSWORDS[kpitest.KPID_USER]
     creds = tmp_path / "creds"
     creds.mkdir()
-    (creds / "kpid_redis-password").write_text("s3cret-pw\n")
+    (creds / "kpid_redis-password").write_text(pw + "\n")
     cfg = env.config(broker, redis)
     cfg["redis"]["password_file"] = "kpid_redis-password"
     path = env.write_config(cfg, "secret.json")
     # The file names the credential only; the password appears nowhere in it.
-    assert "s3cret-pw" not in open(path).read()
+    assert pw not in open(path).read()
     kpid = env.kpid(path, wrapper=["env", "CREDENTIALS_DIRECTORY=%s" % creds])
-    c = kpitest.redis_mod.Redis(host="127.0.0.1", port=redis.port, password="s3cret-pw")
+    c = redis.client()
     ev = (b'{"event_id":"sec1","type":"email","manager_id":"ivanov",'
           b'"ts":"2026-11-20T10:00:00Z","direction":"outbound"}')
     n = len(kpitest.produce(broker.bootstrap, kpitest.EVENTS_TOPIC, [("ivanov", ev)]))
     kpitest.wait_consumed(c, n, kpid)
+    assert set(redis.connection_users()) == {kpitest.KPID_USER}, redis.connection_users()
     assert c.hget("kpi:mgr:{ivanov}:d:2026-11-20", "emails") == b"1"
     kpid.stop()
 
@@ -123,6 +126,7 @@ def test_reload_under_load_changes_no_counter(env, stream):
             kpitest.write_config(kpid.config_path, good)
         mark = kpid.log_size()
         kpid.signal(signal.SIGHUP)
+        kpitest.tally_fault("SIGHUP reload under load (broken file)" if bad else "SIGHUP reload under load")
         if consumed_at_first is None:
             consumed_at_first = faultlib.consumed_now(c)
         # One signal at a time: signals sent during a reload would merge into one.

@@ -349,6 +349,39 @@ static void test_kafka_errors(void **state)
     }
 }
 
+static void test_redis_sentinels(void **state)
+{
+    (void)state;
+    config_t *cfg = load_with("\"redis\": {\"sentinels\": [\"10.0.0.1:26379\", \"[::1]:26380\"], "
+                              "\"master_name\": \"kpi\"}");
+    assert_int_equal(cfg->n_redis_sentinels, 2);
+    assert_string_equal(cfg->redis_sentinels[0], "10.0.0.1:26379");
+    assert_string_equal(cfg->redis_sentinels[1], "[::1]:26380");
+    assert_string_equal(cfg->redis_master_name, "kpi");
+    config_t *plain = load_with("");
+    assert_int_equal(plain->n_redis_sentinels, 0);
+    assert_null(plain->redis_master_name);
+    assert_false(config_same_sentinels(cfg, plain));
+    assert_true(config_same_sentinels(cfg, cfg));
+    config_free(plain);
+    config_free(cfg);
+
+    static const struct bad_case cases[] = {
+        {"\"redis\": {\"sentinels\": [\"a:1\"]}", "$.redis.sentinels: needs redis.master_name"},
+        {"\"redis\": {\"master_name\": \"kpi\"}", "$.redis.master_name: needs redis.sentinels"},
+        {"\"redis\": {\"sentinels\": [], \"master_name\": \"m\"}", "$.redis.sentinels: must be a non-empty array"},
+        {"\"redis\": {\"sentinels\": [\"a\"], \"master_name\": \"m\"}", "$.redis.sentinels[0]: must be \"host:port\""},
+        {"\"redis\": {\"sentinels\": [\"a:0\"], \"master_name\": \"m\"}", "$.redis.sentinels[0]: must be \"host:port\" with a port from 1 to 65535"},
+        {"\"redis\": {\"sentinels\": [\"a:1x\"], \"master_name\": \"m\"}", "$.redis.sentinels[0]: must be \"host:port\" with a port from 1 to 65535"},
+        {"\"redis\": {\"sentinels\": [\":1\"], \"master_name\": \"m\"}", "$.redis.sentinels[0]: must be \"host:port\""},
+        {"\"redis\": {\"sentinels\": [\"a:1\"], \"master_name\": \"\"}", "$.redis.master_name: must be a non-empty string"},
+        {"\"redis\": {\"host\": \"h\", \"sentinels\": [\"a:1\"], \"master_name\": \"m\"}", "$.redis.host: remove it"},
+        {"\"redis\": {\"port\": 6380, \"sentinels\": [\"a:1\"], \"master_name\": \"m\"}", "$.redis.port: remove it"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_fail(cases[i].extra, cases[i].want);
+}
+
 static void test_stage_errors(void **state)
 {
     (void)state;
@@ -568,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_shipped_files),
         cmocka_unit_test(test_type_and_range_errors),
         cmocka_unit_test(test_kafka_errors),
+        cmocka_unit_test(test_redis_sentinels),
         cmocka_unit_test(test_stage_errors),
         cmocka_unit_test(test_unknown_keys_everywhere),
         cmocka_unit_test(test_duplicate_keys),
