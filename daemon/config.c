@@ -467,6 +467,19 @@ static const char *sentinel_address(char *s)
     return NULL;
 }
 
+/* A secret given inline (key) or as the name of a file holding it (file_key), not both. */
+static void read_secret(struct vctx *v, const json_node_t *obj, const char *key,
+                        const char *file_key, char **value, char **file)
+{
+    cfg_read_str(v, obj, key, false, true, value);
+    if (cfg_read_str(v, obj, file_key, false, true, file) == 1 && *file && (*value || !**file)) {
+        size_t s = cfg_path_key(v, file_key, strlen(file_key));
+        ERR(v, json_object_get(obj, file_key),
+            *value ? "%s and %s exclude each other" : "must be a file name", key, file_key);
+        cfg_path_pop(v, s);
+    }
+}
+
 /* Sentinels replace host/port: naming both would leave the reader guessing which wins. */
 static void read_sentinels(struct vctx *v, const json_node_t *r)
 {
@@ -485,6 +498,17 @@ static void read_sentinels(struct vctx *v, const json_node_t *r)
         ERR(v, json_object_get(r, "master_name"), "needs redis.sentinels");
         cfg_path_pop(v, s);
     }
+    read_secret(v, r, "sentinel_password", "sentinel_password_file", &c->redis_sentinel_password,
+                &c->redis_sentinel_password_file);
+    for (int i = 0; !list && i < 2; i++) {
+        const char *key = i ? "sentinel_password_file" : "sentinel_password";
+        const json_node_t *node = json_object_get(r, key);
+        if (!node || json_kind(node) == JSON_NULL)
+            continue;
+        size_t s = cfg_path_key(v, key, strlen(key));
+        ERR(v, node, "needs redis.sentinels");
+        cfg_path_pop(v, s);
+    }
     for (int i = 0; list && i < 2; i++) {
         const char *key = i ? "port" : "host";
         const json_node_t *node = json_object_get(r, key);
@@ -501,7 +525,8 @@ static void read_redis(struct vctx *v, const json_node_t *root)
 {
     static const char *const keys[] = {"host",     "port",      "db",        "user",
                                        "password", "password_file", "prefix", "timeout_ms",
-                                       "sentinels", "master_name", NULL};
+                                       "sentinels", "master_name", "sentinel_password",
+                                       "sentinel_password_file", NULL};
     config_t *c = v->cfg;
     size_t saved;
     const json_node_t *r = cfg_read_obj(v, root, "redis", false, &saved);
@@ -511,15 +536,8 @@ static void read_redis(struct vctx *v, const json_node_t *root)
         read_int_field(v, r, "port", 1, 65535, &c->redis_port);
         read_int_field(v, r, "db", 0, INT_MAX, &c->redis_db);
         cfg_read_str(v, r, "user", false, true, &c->redis_user);
-        cfg_read_str(v, r, "password", false, true, &c->redis_password);
-        if (cfg_read_str(v, r, "password_file", false, true, &c->redis_password_file) == 1 &&
-            c->redis_password_file && (c->redis_password || !*c->redis_password_file)) {
-            size_t s2 = cfg_path_key(v, "password_file", 13);
-            ERR(v, json_object_get(r, "password_file"),
-                c->redis_password ? "password and password_file exclude each other"
-                                  : "must be a file name");
-            cfg_path_pop(v, s2);
-        }
+        read_secret(v, r, "password", "password_file", &c->redis_password,
+                    &c->redis_password_file);
         if (cfg_read_str(v, r, "prefix", false, false, &c->redis_prefix) == 1 &&
             !cfg_charset_ok(CS_PREFIX, c->redis_prefix)) {
             size_t s2 = cfg_path_key(v, "prefix", 6);
@@ -1019,6 +1037,8 @@ void config_free(config_t *c)
     free(c->redis_password_file);
     free_strings(c->redis_sentinels, c->n_redis_sentinels);
     free(c->redis_master_name);
+    free(c->redis_sentinel_password);
+    free(c->redis_sentinel_password_file);
     free(c->kafka_group_id);
     free(c->redis_host);
     free(c->redis_user);

@@ -136,6 +136,8 @@ typedef struct config {
     char **redis_sentinels;
     size_t n_redis_sentinels;
     char *redis_master_name;
+    char *redis_sentinel_password;       /* NULL: sentinels without AUTH */
+    char *redis_sentinel_password_file;  /* NULL: none */
 
     char *time_zone;                     /* default zone; "UTC" when not set */
     struct config_team *teams;

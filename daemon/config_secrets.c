@@ -1,5 +1,5 @@
-/* Secrets kept out of the configuration file: redis.password_file and
- * kafka.property_files name files whose content is the value. A relative name is looked
+/* Secrets kept out of the configuration file: redis.password_file,
+ * redis.sentinel_password_file and kafka.property_files name files whose content is the value. A relative name is looked
  * up in $CREDENTIALS_DIRECTORY, where systemd puts what the unit's LoadCredential= lines
  * load (readable by the service alone), so the unit and the world-readable configuration
  * never hold a password. */
@@ -67,6 +67,10 @@ int config_read_secrets(config_t *c, char *err, size_t errlen)
         secret_read("$.redis.password_file", c->redis_password_file, &c->redis_password, err,
                     errlen) != 0)
         return -1;
+    if (c->redis_sentinel_password_file &&
+        secret_read("$.redis.sentinel_password_file", c->redis_sentinel_password_file,
+                    &c->redis_sentinel_password, err, errlen) != 0)
+        return -1;
     if (!c->n_kafka_property_files)
         return 0;
     struct config_kv *all =
@@ -120,6 +124,9 @@ int config_check_secret_exposure(const char *path, const config_t *cfg, char *ms
     const char *instead = "redis.password_file";
     if (cfg->redis_password && !cfg->redis_password_file) {
         snprintf(what, sizeof what, "redis.password");
+    } else if (cfg->redis_sentinel_password && !cfg->redis_sentinel_password_file) {
+        snprintf(what, sizeof what, "redis.sentinel_password");
+        instead = "redis.sentinel_password_file";
     } else {
         for (size_t i = 0; i < cfg->n_kafka_properties && !what[0]; i++) {
             const char *key = cfg->kafka_properties[i].key;

@@ -35,6 +35,7 @@
 #define TOUCHED_EVAL_EVERY_MS 1000 /* managers a flush moved are evaluated this often */
 #define EVAL_RETRY_MS 5000
 #define NOTIFY_DRAIN_MS 2000
+#define OWNED_CHECK_MS 30000 /* stored offsets of owned partitions re-read at least this often */
 #define STATUS_EVERY_MS 5000 /* systemd STATUS= line */
 
 static volatile sig_atomic_t stop_requested;
@@ -90,6 +91,7 @@ struct loop {
     struct stats total, at_last_stats;
     bool claims_pending;
     uint64_t reconnects_checked; /* the flush connection's reconnects loop_check_owned saw */
+    int64_t owned_checked_ms;    /* when loop_check_owned last read the stored offsets */
 
     /* Alerts: evaluated for the managers flushes moved (at most every second) and for
      * everyone every eval_interval_s (of wall time, or of event time with the event clock). */
@@ -538,21 +540,25 @@ static void loop_rewind(loop_t *l, const struct sink_fenced *f)
 /* After the flush connection reconnected, Redis may be older than what we wrote to it (a
  * failover to a replica that was behind, a restore). A partition with messages coming
  * notices at its next flush; this catches the idle ones, which would otherwise wait for
- * their next message with their lost counts missing. */
-static void loop_check_owned(loop_t *l)
+ * their next message with their lost counts missing. It also runs every OWNED_CHECK_MS,
+ * for losses that keep the connection open (FLUSHALL, a key deleted by hand): one HMGET
+ * pair per topic, nothing next to the flushes. */
+static void loop_check_owned(loop_t *l, int64_t now)
 {
     struct sink_stats ss;
     sink_get_stats(l->sink, &ss);
-    if (ss.reconnects == l->reconnects_checked || !sink_connected(l->sink) ||
-        !sink_idle(l->sink))
+    bool due = ss.reconnects != l->reconnects_checked || now - l->owned_checked_ms >= OWNED_CHECK_MS;
+    if (!due || !sink_connected(l->sink) || !sink_idle(l->sink))
         return;
+    l->owned_checked_ms = now;
+    l->reconnects_checked = ss.reconnects;
     int32_t parts[1024];
     int64_t tokens[1024], offsets[1024];
     char err[1024];
     for (size_t t = 0; t < l->rt.cfg->n_kafka_topics; t++) {
         size_t n = source_owned_of_topic(l->src, (int)t, parts, 1024);
         if (sink_read_owned(l->sink, (int)t, parts, n, tokens, offsets, err, sizeof err) != 0) {
-            log_warn("%s; checking the stored offsets again after the next reconnect", err);
+            log_warn("%s; checking the stored offsets again in %d s", err, OWNED_CHECK_MS / 1000);
             return;
         }
         for (size_t i = 0; i < n; i++) {
@@ -564,7 +570,6 @@ static void loop_check_owned(loop_t *l)
             }
         }
     }
-    l->reconnects_checked = ss.reconnects;
 }
 
 static void loop_drop_fenced(loop_t *l, batch_t *b, const struct sink_fenced *fenced, size_t n)
@@ -1121,7 +1126,7 @@ static void loop_cron(loop_t *l, int64_t now)
     l->next_cron_ms = now + 1000;
     log_tick();
     loop_roll_windows(l, now);
-    loop_check_owned(l);
+    loop_check_owned(l, now);
     if (l->claims_pending) {
         l->claims_pending = false;
         if (source_retry_claims(l->src) != 0)

@@ -141,10 +141,19 @@ static redisReply *rcmd(notify_t *n, int64_t now, int argc, const char **argv)
 }
 
 /* An error reply: said once until the channel works again, and not retried for a while.
- * NOGROUP (the stream or group was deleted) just re-creates the group. */
+ * NOGROUP (the stream or group was deleted) just re-creates the group. READONLY (the
+ * server was demoted to a replica) drops the connection: retrying on it would fail
+ * forever, while reconnecting asks the sentinels for the new primary. */
 static void trouble(notify_t *n, struct channel *ch, int64_t now, const char *what,
                     const redisReply *r)
 {
+    if (rconn_is_readonly_error(r)) {
+        char why[1400];
+        snprintf(why, sizeof why, "redis %s: %s %s: %s (a replica now; reconnecting)",
+                 n->redis_addr, what, n->stream, r->str);
+        redis_drop(n, now, why);
+        return;
+    }
     if (strncmp(r->str, "NOGROUP", 7) == 0) {
         ch->group_ready = false;
         return;

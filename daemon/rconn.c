@@ -16,6 +16,7 @@ void rconn_target_view(const config_t *cfg, struct rconn_target *out)
         .sentinels = cfg->redis_sentinels,
         .n_sentinels = cfg->n_redis_sentinels,
         .master_name = cfg->redis_master_name,
+        .sentinel_password = cfg->redis_sentinel_password,
     };
 }
 
@@ -31,7 +32,8 @@ int rconn_target_copy(const struct rconn_target *src, struct rconn_target *out)
                                  .timeout_ms = src->timeout_ms};
     int bad = dup_into(&out->host, src->host) | dup_into(&out->user, src->user) |
               dup_into(&out->password, src->password) |
-              dup_into(&out->master_name, src->master_name);
+              dup_into(&out->master_name, src->master_name) |
+              dup_into(&out->sentinel_password, src->sentinel_password);
     if (src->n_sentinels) {
         out->sentinels = calloc(src->n_sentinels, sizeof *out->sentinels);
         bad |= !out->sentinels;
@@ -51,6 +53,7 @@ void rconn_target_free(struct rconn_target *t)
     free(t->user);
     free(t->password);
     free(t->master_name);
+    free(t->sentinel_password);
     for (size_t i = 0; i < t->n_sentinels; i++)
         free(t->sentinels[i]);
     free(t->sentinels);
@@ -133,6 +136,11 @@ static int ask_sentinel(const struct rconn_target *t, const char *sentinel, char
     redisContext *c = open_socket(shost, atoi(colon + 1), t->timeout_ms, saddr, err, errlen);
     if (!c)
         return -1;
+    const char *auth[] = {"AUTH", t->sentinel_password};
+    if (t->sentinel_password && simple(c, saddr, 2, auth, err, errlen) != 0) {
+        redisFree(c);
+        return -1;
+    }
     redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", t->master_name);
     int rc = -1;
     if (!r)
@@ -144,7 +152,8 @@ static int ask_sentinel(const struct rconn_target *t, const char *sentinel, char
         *port = atoi(r->element[1]->str);
         rc = 0;
     } else if (r->type == REDIS_REPLY_ERROR)
-        snprintf(err, errlen, "redis sentinel %s: %s", sentinel, r->str);
+        snprintf(err, errlen, "redis sentinel %s: %s%s", sentinel, r->str,
+                 strncmp(r->str, "NOAUTH", 6) == 0 ? " (set redis.sentinel_password_file)" : "");
     else
         snprintf(err, errlen, "redis sentinel %s: does not monitor a primary named '%s'; check "
                  "redis.master_name", sentinel, t->master_name);

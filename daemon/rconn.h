@@ -25,6 +25,7 @@ struct rconn_target {
     char **sentinels; /* "host:port"; none: connect to host:port directly */
     size_t n_sentinels;
     char *master_name;
+    char *sentinel_password; /* NULL: the sentinels need no AUTH */
 };
 
 void rconn_target_view(const config_t *cfg, struct rconn_target *out);

@@ -791,8 +791,9 @@ enum sink_commit_result sink_commit_wait(sink_t *s, struct sink_totals *totals, 
     if (r->type == REDIS_REPLY_NIL) {
         result = SINK_CONFLICT;
     } else if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "redis %s: transaction refused: %s", s->address,
-                 first_error[0] ? first_error : r->str);
+        snprintf(err, errlen, "redis %s: transaction refused: %s%s", s->address,
+                 first_error[0] ? first_error : r->str,
+                 s->readonly_seen ? " (a replica now; reconnecting)" : "");
         result = SINK_FAILED;
     } else if (r->type == REDIS_REPLY_ARRAY) {
         sink_funnel_learn(s, r);

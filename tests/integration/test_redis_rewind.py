@@ -6,7 +6,10 @@ test_sentinel.py, where it happens by chance), made deterministic here:
   - wiped: Redis restarted empty (no persistence at all);
   - older-snapshot-idle: as the first, but kpid has consumed the whole stream when Redis
     comes back, so no new message makes a flush notice: kpid must check the partitions it
-    owns when it reconnects.
+    owns when it reconnects;
+  - flushed-idle: FLUSHALL while kpid sits idle at the end of the stream, with its
+    connections left open, so neither a flush nor a reconnect tells it: kpid re-reads the
+    stored offsets of the partitions it owns every 30 s and must notice there.
 kpid must notice (a stored offset below what it wrote, or a fence token below its own),
 say so, and consume the lost part again from what Redis holds, so the run ends equal to
 the clean run (faultlib), with nothing lost or counted twice."""
@@ -32,7 +35,7 @@ def rewind_lines(kpid, start):
     return faultlib.log_lines(kpid, r"is behind what this kpid wrote", start)
 
 
-@pytest.mark.parametrize("how", ["older-snapshot", "wiped", "older-snapshot-idle"])
+@pytest.mark.parametrize("how", ["older-snapshot", "wiped", "older-snapshot-idle", "flushed-idle"])
 def test_redis_went_back_in_time(env, stream, how):
     n = len(stream.msgs)
     redis = env.redis()
@@ -50,6 +53,8 @@ def test_redis_went_back_in_time(env, stream, how):
             stream.wait_consumed(c, group, kpid, timeout=120)
         else:
             faultlib.wait_progress(c, kpitest.consumed_count(saved["meta"]) + n // 5, kpid, timeout=90)
+    elif how == "flushed-idle":
+        stream.wait_consumed(c, group, kpid, timeout=120)
     elif os.path.exists(rdb):
         os.unlink(rdb)
     before = faultlib.check_consistent(c, group, "before the restart")
@@ -58,10 +63,16 @@ def test_redis_went_back_in_time(env, stream, how):
     else:
         assert kpitest.consumed_count(before["meta"]) < n, "the stream ended before Redis was restarted"
     mark = kpid.log_size()
-    redis.kill()
-    redis.start()
-    kpitest.tally_fault("redis restarted empty" if how == "wiped" else "redis restored from an older snapshot")
-    after = faultlib.check_consistent(c, group, "right after the restart")
+    if how == "flushed-idle":
+        c.flushall()
+        kpitest.tally_fault("redis flushed (FLUSHALL) under an idle kpid")
+    else:
+        redis.kill()
+        redis.start()
+        kpitest.tally_fault("redis restarted empty" if how == "wiped" else "redis restored from an older snapshot")
+    # FLUSHALL answered OK: nothing is left (reading it back could race kpid's check).
+    after = ({"offsets": {}} if how == "flushed-idle"
+             else faultlib.check_consistent(c, group, "right after the restart"))
     if how.startswith("older-snapshot"):
         assert after["offsets"] == saved["offsets"], "Redis did not come back from the snapshot"
     else:

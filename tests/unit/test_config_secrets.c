@@ -1,4 +1,5 @@
-/* Secrets read from files (redis.password_file, kafka.property_files), as systemd's
+/* Secrets read from files (redis.password_file, redis.sentinel_password_file,
+ * kafka.property_files), as systemd's
  * LoadCredential= provides them in $CREDENTIALS_DIRECTORY. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -123,6 +124,35 @@ static void test_errors_name_the_key_and_the_file(void **state)
     assert_null(c);
 }
 
+#define SENTINELS "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"kpi\", "
+
+static void test_sentinel_password_inline_or_from_a_file(void **state)
+{
+    (void)state;
+    write_file("sentinel-password", "sentinel-pw\n");
+    config_t *c = NULL;
+    assert_int_equal(load(SENTINELS "\"sentinel_password_file\": \"sentinel-password\"", "", &c), 0);
+    assert_string_equal(c->redis_sentinel_password, "sentinel-pw");
+    assert_null(c->redis_password);
+    config_free(c);
+    assert_int_equal(load(SENTINELS "\"sentinel_password\": \"inline\"", "", &c), 0);
+    assert_string_equal(c->redis_sentinel_password, "inline");
+    config_free(c);
+
+    assert_int_equal(load(SENTINELS "\"sentinel_password\": \"x\", \"sentinel_password_file\": \"y\"",
+                          "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.sentinel_password_file: sentinel_password and "
+                                   "sentinel_password_file exclude each other"));
+    assert_int_equal(load(SENTINELS "\"sentinel_password_file\": \"missing\"", "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.sentinel_password_file: "));
+    /* Without sentinels there is nobody to send it to: a mistake worth saying. */
+    assert_int_equal(load("\"sentinel_password\": \"x\"", "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.sentinel_password: needs redis.sentinels"));
+    assert_int_equal(load("\"sentinel_password_file\": \"sentinel-password\"", "", &c), -1);
+    assert_non_null(strstr(errbuf, "$.redis.sentinel_password_file: needs redis.sentinels"));
+    assert_null(c);
+}
+
 static int exposure(const config_t *c, mode_t mode)
 {
     char path[512];
@@ -161,6 +191,11 @@ static void test_world_readable_file_with_an_inline_secret_is_reported(void **st
         assert_non_null(strstr(errbuf, secret_keys[i]));
         config_free(c);
     }
+    assert_int_equal(load(SENTINELS "\"sentinel_password\": \"inline\"", "", &c), 0);
+    assert_int_equal(exposure(c, 0644), 1);
+    assert_non_null(strstr(errbuf, "holds redis.sentinel_password; move the secret to "
+                                   "redis.sentinel_password_file (LoadCredential=)"));
+    config_free(c);
 }
 
 static void test_secrets_from_files_and_plain_settings_are_not_reported(void **state)
@@ -189,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_relative_names_come_from_the_credentials_directory),
         cmocka_unit_test(test_absolute_path_and_no_credentials_directory),
         cmocka_unit_test(test_errors_name_the_key_and_the_file),
+        cmocka_unit_test(test_sentinel_password_inline_or_from_a_file),
         cmocka_unit_test(test_world_readable_file_with_an_inline_secret_is_reported),
         cmocka_unit_test(test_secrets_from_files_and_plain_settings_are_not_reported),
     };
